@@ -1,0 +1,47 @@
+"""Builds the Bolt app. Nothing else: the server, the scheduler and the CLI live elsewhere."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Executor
+from typing import Any
+
+from slack_bolt import App
+from slack_sdk import WebClient
+
+from bot import listeners
+from bot.drills import DrillService
+from bot.settings import Settings
+
+__all__ = ["build_app"]
+
+log = logging.getLogger(__name__)
+
+
+def build_app(
+    settings: Settings,
+    service: DrillService,
+    *,
+    client: WebClient,
+    socket_mode: bool = False,
+    listener_executor: Executor | None = None,
+) -> App:
+    secret = settings.slack_signing_secret
+    app = App(
+        client=client,
+        signing_secret=secret.get_secret_value() if secret else None,
+        # Listeners ack first and hand slow work to lazy functions, so running them before the
+        # response is what keeps acks fast (no polling for the ack) and answers durable.
+        process_before_response=True,
+        request_verification_enabled=not socket_mode,
+        listener_executor=listener_executor,
+        logger=logging.getLogger("bot.bolt"),
+    )
+    listeners.register(app, service)
+
+    @app.error
+    def log_listener_error(error: Exception, body: dict[str, Any]) -> None:
+        kind = body.get("type") or body.get("command") or "request"
+        log.error("listener failed on %s", kind, exc_info=error)
+
+    return app

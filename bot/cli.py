@@ -1,0 +1,210 @@
+"""The `drillbot` command line: run, post, reveal, check, leaderboard, questions.
+
+Every command loads Settings once, upgrades the database schema if needed, and turns any DrillbotError
+into one line on stderr (`error: ...`, exit 1), with secrets masked. Nothing prints a traceback unless
+DRILLBOT_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import click
+
+from bot.domain.questions import lint, load_bank
+from bot.errors import ConfigError, DrillbotError
+from bot.logs import configure_logging, mask
+from bot.runtime import Bot, build_runtime
+from bot.settings import Settings, load_settings
+
+__all__ = ["main"]
+
+log = logging.getLogger("bot")
+STOP_DEADLINE_SECONDS = 9.0
+
+
+def _secrets(settings: Settings | None) -> list[str]:
+    if settings is None:
+        return []
+    values = (settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token)
+    return [v.get_secret_value() for v in values if v is not None]
+
+
+@dataclass
+class Context:
+    settings: Settings | None = None
+
+
+def _fail(message: str, settings: Settings | None = None) -> NoReturn:
+    click.echo(f"error: {mask(message, _secrets(settings))}", err=True)
+    sys.exit(1)
+
+
+class _Group(click.Group):
+    """Turns every error into one masked line; tracebacks only with DRILLBOT_DEBUG=1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DrillbotError as exc:
+            _fail(str(exc), ctx.find_object(Context).settings if ctx.find_object(Context) else None)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if os.environ.get("DRILLBOT_DEBUG"):
+                raise
+            state = ctx.find_object(Context)
+            _fail(
+                f"unexpected {exc.__class__.__name__}: {exc} (DRILLBOT_DEBUG=1 shows the traceback)",
+                state.settings if state else None,
+            )
+
+
+@click.group(cls=_Group)
+@click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
+    """drillbot: daily interview drills in Slack."""
+    ctx.obj = Context()
+    configure_logging(logging.DEBUG if verbose else logging.WARNING)
+
+
+def _settings(ctx: click.Context) -> Settings:
+    state: Context = ctx.ensure_object(Context)
+    if state.settings is None:
+        state.settings = load_settings()
+        level = logging.getLogger().level
+        configure_logging(level, _secrets(state.settings))
+    return state.settings
+
+
+# -- run ------------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--http", "mode", flag_value="http", help="Serve Slack's HTTP requests (POST /slack/events).")
+@click.option("--socket", "mode", flag_value="socket", help="Connect through Socket Mode (no public URL).")
+@click.option("--port", type=int, default=None, help="HTTP port (default: PORT, 3000).")
+@click.option("--host", default="0.0.0.0", show_default=True, help="HTTP bind address.")
+@click.pass_context
+def run(ctx: click.Context, mode: str | None, port: int | None, host: str) -> None:
+    """Run the bot: the Slack app plus the drill scheduler, in one process."""
+    settings = _settings(ctx)
+    configure_logging(min(logging.getLogger().level, logging.INFO), _secrets(settings))
+    if mode is None:
+        mode = "socket" if settings.slack_app_token else "http"
+    settings.require("slack_bot_token")
+    settings.require("slack_signing_secret" if mode == "http" else "slack_app_token")
+    if settings.drill_channel is None:
+        log.warning("DRILL_CHANNEL is not set: no scheduled drills, only /interview-question")
+    bot = Bot(build_runtime(settings, verify_token=True), mode=mode, host=host,
+              port=settings.port if port is None else port)
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    bot.start()
+    stop.wait()
+    if not bot.stop(deadline_seconds=STOP_DEADLINE_SECONDS):
+        # Past the deadline: exit anyway. Every step is crash-safe (claims + reconcile on restart).
+        logging.shutdown()
+        os._exit(0)
+    log.info("stopped")
+
+
+# -- one-shot commands ----------------------------------------------------------------------------
+
+
+@main.command()
+@click.pass_context
+def post(ctx: click.Context) -> None:
+    """Post today's drill to DRILL_CHANNEL now (once a day; a second call posts nothing)."""
+    from bot.drills import PostResult
+
+    settings = _settings(ctx)
+    settings.require("slack_bot_token", "drill_channel")
+    outcome = build_runtime(settings).service.post_today(retry_failed=True)
+    channel = settings.drill_channel
+    if outcome.result in (PostResult.POSTED, PostResult.ADOPTED):
+        click.echo(f"Posted today's drill ({outcome.question_id}) to {channel}, ts {outcome.ts}.")
+    elif outcome.result == PostResult.EXISTS:
+        click.echo(f"Today's drill is already posted in {channel} ({outcome.question_id}); nothing posted.")
+    elif outcome.result == PostResult.IN_PROGRESS:
+        click.echo(f"Today's drill for {channel} is being posted by another process; nothing posted.")
+    elif outcome.result == PostResult.RETRYING:
+        _fail("Slack did not confirm the post; it will be checked and retried (run `drillbot post` again)", settings)
+    else:
+        _fail(outcome.detail or "the drill could not be posted", settings)
+
+
+@main.command()
+@click.option("--due", is_flag=True, required=True, help="Reveal every open drill whose deadline has passed.")
+@click.pass_context
+def reveal(ctx: click.Context, due: bool) -> None:
+    """Reveal the guidance of every open drill whose deadline has passed."""
+    settings = _settings(ctx)
+    settings.require("slack_bot_token")
+    revealed = build_runtime(settings).service.reveal_due(retry_failed=True)
+    if revealed:
+        click.echo(f"Revealed {len(revealed)} drill(s): {', '.join(str(i) for i in revealed)}.")
+    else:
+        click.echo("Nothing to reveal.")
+
+
+@main.command()
+@click.pass_context
+def check(ctx: click.Context) -> None:
+    """Validate settings and the question bank; exit 1 with the problem on one line."""
+    settings = _settings(ctx)
+    settings.require("slack_bot_token")
+    bank = load_bank(settings.questions_file)
+    problems = lint(bank)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigError(problems[0] + more)
+    from datetime import UTC, datetime
+
+    categories = ", ".join(f"{c} {n}" for c, n in sorted(bank.categories.items()))
+    difficulties = ", ".join(f"{d} {bank.difficulties.get(d, 0)}" for d in ("easy", "medium", "hard"))
+    next_slot = settings.schedule.next_slot(datetime.now(UTC)).strftime("%a %Y-%m-%d %H:%M %Z")
+    click.echo(
+        f"OK: {len(bank.questions)} questions ({categories}; {difficulties}); "
+        f"schedule '{settings.drill_schedule}' {settings.drill_timezone}, next slot {next_slot}"
+    )
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["json", "table"]), default="table", show_default=True)
+@click.option("--channel", default=None, help="Channel ID (default: DRILL_CHANNEL).")
+@click.pass_context
+def leaderboard(ctx: click.Context, fmt: str, channel: str | None) -> None:
+    """Streaks of everyone with at least one counted answer."""
+    settings = _settings(ctx)
+    rows = build_runtime(settings, load_questions=False).service.leaderboard(channel)
+    if fmt == "json":
+        data = [
+            {"user_id": s.user_id, "current_streak": s.current, "longest_streak": s.longest, "total_answers": s.total}
+            for s in rows
+        ]
+        click.echo(json.dumps(data, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Streak leaderboard ({channel or settings.drill_channel or 'all channels'})")
+    for column in ("#", "user", "current streak", "longest streak", "answers"):
+        table.add_column(column, justify="left" if column == "user" else "right")
+    for rank, s in enumerate(rows, start=1):
+        table.add_row(str(rank), s.user_id, str(s.current), str(s.longest), str(s.total))
+    Console().print(table if rows else "No answers yet.")

@@ -1,0 +1,1 @@
+"""Pure domain logic: no Slack, no SQLAlchemy, no I/O beyond reading the question bank files."""

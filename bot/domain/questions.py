@@ -1,0 +1,235 @@
+"""The question bank: its format, loading it from YAML, and picking from it.
+
+A bank is one or more YAML files, each with a top-level `questions:` list and an optional `tags:`
+vocabulary. QUESTIONS_FILE names a file, a folder (every *.yaml / *.yml in it, sorted by name) or several
+of either separated by commas; the files are merged, and an id defined twice is an error that names both
+places. Structure is enforced at load (`Question`); the editorial rules (lengths, tag vocabulary, duplicate
+titles) are reported by `lint()`, which `drillbot check` runs.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bot.errors import QuestionBankError
+
+__all__ = ["Question", "QuestionBank", "lint", "load_bank"]
+
+Difficulty = Literal["easy", "medium", "hard"]
+DIFFICULTIES: tuple[str, ...] = ("easy", "medium", "hard")
+_SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+
+class Question(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    id: str = Field(min_length=1, max_length=80)
+    title: str = Field(min_length=1)
+    category: str = Field(min_length=1)
+    difficulty: Difficulty
+    tags: tuple[str, ...] = Field(min_length=1)
+    guidance: str = Field(min_length=1)
+    key_points: tuple[str, ...] = Field(min_length=1)
+    follow_ups: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+
+    @field_validator("id")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not _SLUG.match(value):
+            raise ValueError(f"{value!r} is not a slug (lowercase letters, digits and dashes)")
+        return value
+
+    @field_validator("category", mode="after")
+    @classmethod
+    def _lower_category(cls, value: str) -> str:
+        return value.lower()
+
+    @field_validator("tags", mode="after")
+    @classmethod
+    def _lower_tags(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(tag.lower() for tag in value)
+
+
+@dataclass(frozen=True)
+class QuestionBank:
+    questions: tuple[Question, ...]
+    vocabulary: frozenset[str] = frozenset()
+    sources: dict[str, str] = field(default_factory=dict, compare=False)  # id -> "file:line"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_id", {q.id: q for q in self.questions})
+
+    def get(self, question_id: str) -> Question | None:
+        by_id: dict[str, Question] = object.__getattribute__(self, "_by_id")
+        return by_id.get(question_id)
+
+    @property
+    def ids(self) -> list[str]:
+        return [q.id for q in self.questions]
+
+    @property
+    def categories(self) -> Counter[str]:
+        return Counter(q.category for q in self.questions)
+
+    @property
+    def tags(self) -> Counter[str]:
+        return Counter(tag for q in self.questions for tag in q.tags)
+
+    @property
+    def difficulties(self) -> Counter[str]:
+        return Counter(q.difficulty for q in self.questions)
+
+    def matching(self, terms: Iterable[str]) -> list[Question]:
+        """Questions matching every term; a term names a category, a tag or a difficulty."""
+        wanted = [term.lower() for term in terms]
+        return [q for q in self.questions if all(_matches(q, term) for term in wanted)]
+
+    def unknown_terms(self, terms: Iterable[str]) -> list[str]:
+        known = set(self.categories) | set(self.tags) | set(DIFFICULTIES)
+        return [term for term in terms if term.lower() not in known]
+
+    def pick(self, terms: Sequence[str] = (), rng: random.Random | None = None) -> Question | None:
+        candidates = self.matching(terms)
+        return (rng or random.Random()).choice(candidates) if candidates else None
+
+
+def _matches(question: Question, term: str) -> bool:
+    return term in (question.category, question.difficulty) or term in question.tags
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that remembers the line of every mapping, so errors can name it."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    mapping = loader.construct_mapping(node, deep=True)
+    mapping["__line__"] = node.start_mark.line + 1
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def bank_files(spec: str) -> list[Path]:
+    """Expand QUESTIONS_FILE (a file, a folder, or several separated by commas) into files."""
+    files: list[Path] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        path = Path(part)
+        if path.is_dir():
+            found = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
+            if not found:
+                raise QuestionBankError(f"{path}: folder has no .yaml or .yml files")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise QuestionBankError(f"{path}: question bank file not found (QUESTIONS_FILE)")
+    if not files:
+        raise QuestionBankError("QUESTIONS_FILE is empty; point it at questions.yaml")
+    return files
+
+
+def load_bank(spec: str) -> QuestionBank:
+    questions: list[Question] = []
+    vocabulary: set[str] = set()
+    sources: dict[str, str] = {}
+    for path in bank_files(spec):
+        file_questions, file_vocab = _load_file(path)
+        for question, where in file_questions:
+            if question.id in sources:
+                raise QuestionBankError(
+                    f"{where}: duplicate question id {question.id!r} (first defined at {sources[question.id]})"
+                )
+            sources[question.id] = where
+            questions.append(question)
+        vocabulary |= file_vocab
+    if not questions:
+        raise QuestionBankError(f"{spec}: the question bank has no questions")
+    return QuestionBank(tuple(questions), frozenset(vocabulary), sources)
+
+
+def _load_file(path: Path) -> tuple[list[tuple[Question, str]], set[str]]:
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise QuestionBankError(f"{path}{line}: invalid YAML ({exc.problem or exc.context})") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise QuestionBankError(f"{path}: cannot read the file ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("questions"), list):
+        raise QuestionBankError(f"{path}: expected a top-level 'questions:' list")
+    vocab_raw = data.get("tags", [])
+    if not isinstance(vocab_raw, list) or not all(isinstance(t, str) for t in vocab_raw):
+        raise QuestionBankError(f"{path}: 'tags:' must be a list of tag names")
+    loaded: list[tuple[Question, str]] = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(data["questions"], start=1):
+        if not isinstance(item, dict):
+            raise QuestionBankError(f"{path}: question #{index} is not a mapping of fields")
+        line = item.pop("__line__", 0)
+        where = f"{path}:{line}"
+        label = f"question {item['id']!r}" if isinstance(item.get("id"), str) else f"question #{index}"
+        if isinstance(item.get("id"), str) and item["id"] in seen:
+            raise QuestionBankError(
+                f"{where}: duplicate question id {item['id']!r} (first defined at line {seen[item['id']]})"
+            )
+        try:
+            question = Question.model_validate(item)
+        except ValidationError as exc:
+            raise QuestionBankError(f"{where}: {label}: {_describe(exc)}") from None
+        seen[question.id] = line
+        loaded.append((question, where))
+    return loaded, {t.lower() for t in vocab_raw}
+
+
+def _describe(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    field_name = ".".join(str(p) for p in error["loc"]) or "question"
+    if error["type"] == "missing":
+        return f"missing required field {field_name!r}"
+    if error["type"] == "extra_forbidden":
+        return f"unknown field {field_name!r}"
+    if error["type"] == "literal_error":
+        return f"field {field_name!r} must be one of easy, medium, hard"
+    return f"field {field_name!r}: {str(error['msg']).removeprefix('Value error, ')}"
+
+
+def lint(bank: QuestionBank) -> list[str]:
+    """Editorial rules for a curated bank; each problem is one line naming the question and the rule."""
+    problems: list[str] = []
+    titles: dict[str, str] = {}
+    for q in bank.questions:
+        where = f"{bank.sources.get(q.id, '?')}: question {q.id!r}"
+        words = len(q.guidance.split())
+        if not 60 <= words <= 200:
+            problems.append(f"{where}: guidance has {words} words; write 60-200")
+        if not 2 <= len(q.tags) <= 5:
+            problems.append(f"{where}: has {len(q.tags)} tags; use 2-5")
+        if not 3 <= len(q.key_points) <= 6:
+            problems.append(f"{where}: has {len(q.key_points)} key_points; use 3-6")
+        if len(q.follow_ups) > 3:
+            problems.append(f"{where}: has {len(q.follow_ups)} follow_ups; use at most 3")
+        if len(set(q.tags)) != len(q.tags):
+            problems.append(f"{where}: repeats a tag")
+        if bank.vocabulary:
+            unknown = sorted(set(q.tags) - bank.vocabulary)
+            if unknown:
+                problems.append(f"{where}: tag {unknown[0]!r} is not in the tags: vocabulary")
+        key = " ".join(q.title.lower().split())
+        if key in titles:
+            problems.append(f"{where}: duplicate title (same as question {titles[key]!r})")
+        titles.setdefault(key, q.id)
+    return problems

@@ -1,0 +1,91 @@
+"""Time rules of a drill: the answer window, the daily slot, the deadline.
+
+A channel gets at most one drill per local day (in DRILL_TIMEZONE). The day's drill is due at a
+DRILL_SCHEDULE slot, and stays due (catch-up after downtime) for one answer window after that slot, on
+the same local day: a bot that was down at 10:00 posts at 10:20, but one installed at 18:00 with a 6h
+window waits for the next slot instead of posting at once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+__all__ = ["Schedule", "parse_crontab", "parse_timezone", "parse_window"]
+
+_WINDOW_PART = re.compile(r"(\d+)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_window(text: str) -> timedelta:
+    """Parse `45s`, `30m`, `6h`, `1d` or a sum such as `1h30m` into a positive timedelta."""
+    cleaned = text.strip().lower().replace(" ", "")
+    if not cleaned or _WINDOW_PART.sub("", cleaned):
+        raise ValueError(f"{text!r} is not a duration; use a number and a unit, e.g. 45s, 30m, 6h or 1d")
+    seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _WINDOW_PART.findall(cleaned))
+    if seconds <= 0:
+        raise ValueError(f"{text!r} must be longer than zero")
+    return timedelta(seconds=seconds)
+
+
+def parse_timezone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name.strip())
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"{name!r} is not an IANA time zone name, e.g. Europe/Berlin or UTC") from exc
+
+
+def parse_crontab(expr: str) -> str:
+    """Validate a standard 5-field crontab (weekday 0 or 7 = Sunday) and return it normalised.
+
+    croniter rather than APScheduler 3's `CronTrigger.from_crontab`, which numbers weekdays from Monday
+    (its documented historical mistake): `1-5` would mean Tuesday to Saturday there.
+    """
+    fields = expr.split()
+    if len(fields) != 5:
+        raise ValueError(f"{expr!r} has {len(fields)} fields; a crontab has 5 (minute hour day month weekday)")
+    normalised = " ".join(fields)
+    if not croniter.is_valid(normalised):
+        raise ValueError(f"{expr!r} is not a valid crontab (minute hour day month weekday, e.g. 0 10 * * 1-5)")
+    return normalised
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When drills happen in one channel."""
+
+    crontab: str
+    tz: ZoneInfo
+    window: timedelta
+
+    def local_date(self, now: datetime) -> date:
+        return now.astimezone(self.tz).date()
+
+    def first_slot(self, day: date) -> datetime | None:
+        """The first scheduled time on `day` (local), or None when the schedule skips that day."""
+        just_before = datetime.combine(day, time(0), tzinfo=self.tz) - timedelta(microseconds=1)
+        slot = self._next_after(just_before)
+        return slot if slot.astimezone(self.tz).date() == day else None
+
+    def last_slot(self, now: datetime) -> datetime:
+        """The latest slot at or before `now`."""
+        local = now.astimezone(self.tz) + timedelta(seconds=1)
+        slot: datetime = croniter(self.crontab, local).get_prev(datetime)
+        return slot
+
+    def is_due(self, now: datetime) -> bool:
+        """Whether today's drill should be posted now (assuming none has been posted today)."""
+        slot = self.last_slot(now)
+        same_day = slot.astimezone(self.tz).date() == self.local_date(now)
+        return same_day and slot <= now < slot + self.window
+
+    def next_slot(self, now: datetime) -> datetime:
+        return self._next_after(now)
+
+    def _next_after(self, moment: datetime) -> datetime:
+        slot: datetime = croniter(self.crontab, moment.astimezone(self.tz)).get_next(datetime)
+        return slot

@@ -1,0 +1,51 @@
+"""Streaks: how many drills in a row a person answered.
+
+The sequence is the channel's drills in the order they were posted, so days without a drill (weekends,
+holidays, a paused schedule) never break a streak. A closed drill the person did not answer resets their
+current streak to 0. A drill that is still open counts if they already answered it and is otherwise
+ignored: nobody loses a streak before the answer window closes. `longest` is the best run ever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+__all__ = ["DrillRef", "Streak", "compute_streaks", "rank"]
+
+
+@dataclass(frozen=True)
+class DrillRef:
+    id: int
+    is_open: bool
+
+
+@dataclass(frozen=True)
+class Streak:
+    user_id: str
+    current: int
+    longest: int
+    total: int
+
+
+def compute_streaks(drills: Sequence[DrillRef], answered: Mapping[str, Iterable[int]]) -> dict[str, Streak]:
+    """Streaks of every user in `answered` (user -> drill ids they answered) over `drills` in order."""
+    result: dict[str, Streak] = {}
+    for user, drill_ids in answered.items():
+        mine = set(drill_ids)
+        current = longest = total = 0
+        for drill in drills:
+            if drill.id in mine:
+                current += 1
+                total += 1
+                longest = max(longest, current)
+            elif not drill.is_open:
+                current = 0
+        if total:
+            result[user] = Streak(user, current, longest, total)
+    return result
+
+
+def rank(streaks: Iterable[Streak]) -> list[Streak]:
+    """Leaderboard order: current streak, then longest, then total answers, then user id for stability."""
+    return sorted(streaks, key=lambda s: (-s.current, -s.longest, -s.total, s.user_id))

@@ -1,0 +1,383 @@
+"""The drill loop: post the day's drill, record answers, reveal the guidance, compute streaks.
+
+This is where the domain rules meet storage and Slack. Every step follows the same pattern so that
+restarts, the CLI and other replicas agree: decide from the database, claim the step with a conditional
+write, call Slack outside any transaction, then record the result. A step that failed in an uncertain way
+(timeout, 5xx, a crash) is retried after a growing delay, and the retry first looks in Slack for the
+message the earlier attempt may have posted (message metadata carries the drill id), so nothing is
+posted twice and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, time
+from enum import StrEnum
+from typing import Any
+
+from bot import blocks
+from bot.domain.answers import is_person_reply
+from bot.domain.claims import Owner, can_take_over
+from bot.domain.questions import Question, QuestionBank
+from bot.domain.rotation import next_question
+from bot.domain.streaks import DrillRef, Streak, compute_streaks, rank
+from bot.errors import QuestionBankError, SlackSetupError
+from bot.settings import Settings
+from bot.slack_api import DRILL_EVENT, REVEAL_EVENT, SlackGateway
+from storage import repo
+from storage.db import Database
+from storage.models import Drill, DrillStatus
+
+__all__ = ["DrillService", "PostOutcome", "PostResult", "utcnow"]
+
+log = logging.getLogger(__name__)
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+def slack_ts_to_datetime(ts: Any) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(float(ts), UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+def _clean(text: Any) -> str:
+    # PostgreSQL text cannot hold NUL; keep everything else as written.
+    return str(text or "").replace("\x00", "\ufffd")
+
+class PostResult(StrEnum):
+    POSTED = "posted"
+    ADOPTED = "adopted"  # an earlier attempt had posted it; found through its metadata
+    EXISTS = "exists"
+    IN_PROGRESS = "in_progress"
+    RETRYING = "retrying"
+    FAILED = "failed"
+
+@dataclass(frozen=True)
+class PostOutcome:
+    result: PostResult
+    drill_id: int | None = None
+    question_id: str | None = None
+    ts: str | None = None
+    detail: str = ""
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """The fields of a drill a step needs after its transaction has ended."""
+
+    id: int
+    channel: str
+    day_start: datetime
+    question_id: str
+    ts: str | None
+    deadline: datetime
+    status: str
+
+    @classmethod
+    def of(cls, drill: Drill, tz: Any) -> _Snapshot:
+        day_start = datetime.combine(drill.day, time(0), tzinfo=tz).astimezone(UTC)
+        return cls(drill.id, drill.channel, day_start, drill.question_id, drill.ts, drill.deadline, drill.status)
+
+class DrillService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        bank: QuestionBank,
+        db: Database,
+        slack: SlackGateway,
+        clock: Callable[[], datetime] = utcnow,
+        pid_alive: Callable[[int], bool] = _pid_alive,
+    ) -> None:
+        self.settings = settings
+        self.schedule = settings.schedule
+        self.bank = bank
+        self.db = db
+        self.slack = slack
+        self.clock = clock
+        self.pid_alive = pid_alive
+        self.owner = Owner(socket.gethostname(), os.getpid(), secrets.token_hex(4))
+
+    # -- posting ---------------------------------------------------------------------------------
+
+    def post_if_due(self) -> PostOutcome | None:
+        """Scheduler entry: post today's drill when the schedule says so, or finish an unfinished post."""
+        channel = self.settings.drill_channel
+        if channel is None:
+            return None
+        now = self.clock()
+        with self.db.transaction() as session:
+            drill = repo.drill_for_day(session, channel, self.schedule.local_date(now))
+            pending = drill is not None and drill.status == DrillStatus.POSTING
+        if (drill is None and self.schedule.is_due(now)) or pending:
+            return self.post_today()
+        return None
+
+    def post_today(self, *, retry_failed: bool = False) -> PostOutcome:
+        """Post today's drill unless the channel already has one today (in DRILL_TIMEZONE)."""
+        self.settings.require("drill_channel")
+        channel = str(self.settings.drill_channel)
+        now = self.clock()
+        day = self.schedule.local_date(now)
+        with self.db.transaction() as session:
+            drill = repo.drill_for_day(session, channel, day)
+            if drill is None:
+                used = repo.used_question_ids(session, channel)
+                question_id = next_question(self.bank.ids, used, channel=channel, day=day)
+                drill = repo.insert_drill(
+                    session,
+                    channel=channel,
+                    day=day,
+                    question_id=question_id,
+                    deadline=now + self.schedule.window,
+                    owner=str(self.owner),
+                    now=now,
+                )
+                if drill is None:
+                    return PostOutcome(PostResult.IN_PROGRESS, detail="another process is posting today's drill")
+                reconcile = False
+            elif drill.status == DrillStatus.POSTING and self._can_take_over(drill, now):
+                if not repo.claim(session, drill, to_status=DrillStatus.POSTING, owner=str(self.owner), now=now):
+                    return PostOutcome(PostResult.IN_PROGRESS, drill.id, drill.question_id)
+                reconcile = True
+            elif drill.status == DrillStatus.FAILED and retry_failed:
+                if not repo.claim(session, drill, to_status=DrillStatus.POSTING, owner=str(self.owner), now=now):
+                    return PostOutcome(PostResult.IN_PROGRESS, drill.id, drill.question_id)
+                reconcile = False  # Slack refused the earlier attempt outright: nothing was posted
+            else:
+                return self._existing(drill)
+            snapshot = _Snapshot.of(drill, self.schedule.tz)
+        return self._deliver_drill(snapshot, reconcile=reconcile)
+
+    def _existing(self, drill: Drill) -> PostOutcome:
+        if drill.status == DrillStatus.POSTING:
+            return PostOutcome(PostResult.IN_PROGRESS, drill.id, drill.question_id, detail="being posted")
+        if drill.status == DrillStatus.FAILED:
+            return PostOutcome(PostResult.FAILED, drill.id, drill.question_id, detail=drill.error or "")
+        return PostOutcome(PostResult.EXISTS, drill.id, drill.question_id, drill.ts)
+
+    def _deliver_drill(self, drill: _Snapshot, *, reconcile: bool) -> PostOutcome:
+        owner = str(self.owner)
+        try:
+            question = self._question(drill.question_id)
+            if reconcile:
+                found = self.slack.find_marked(
+                    drill.channel, event_type=DRILL_EVENT, drill_id=drill.id, oldest=drill.day_start.timestamp()
+                )
+                if found:
+                    with self.db.transaction() as session:
+                        repo.finish_post(
+                            session, drill.id, owner=owner, ts=found, now=self.clock(), deadline=drill.deadline
+                        )
+                    log.info("drill %s: adopted the message an earlier attempt posted (ts %s)", drill.id, found)
+                    return PostOutcome(PostResult.ADOPTED, drill.id, drill.question_id, found)
+            # A drill posted after a takeover gets a fresh deadline: the full window to answer.
+            deadline = self.clock() + self.schedule.window if reconcile else drill.deadline
+            ts = self.slack.post(
+                drill.channel,
+                blocks.drill_message(question, deadline=deadline),
+                event_type=DRILL_EVENT,
+                drill_id=drill.id,
+            )
+        except (SlackSetupError, QuestionBankError) as exc:
+            log.error("drill %s: not posted: %s", drill.id, exc)
+            with self.db.transaction() as session:
+                repo.mark_failed(session, drill.id, owner=owner, error=str(exc))
+            return PostOutcome(PostResult.FAILED, drill.id, drill.question_id, detail=str(exc))
+        except Exception:
+            log.warning("drill %s: posting failed; will check Slack and retry", drill.id, exc_info=True)
+            with self.db.transaction() as session:
+                repo.release(session, drill.id, owner=owner, now=self.clock())
+            return PostOutcome(PostResult.RETRYING, drill.id, drill.question_id, detail="Slack did not confirm")
+        with self.db.transaction() as session:
+            repo.finish_post(session, drill.id, owner=owner, ts=ts, now=self.clock(), deadline=deadline)
+        log.info("drill %s: posted question %s to %s (ts %s)", drill.id, drill.question_id, drill.channel, ts)
+        return PostOutcome(PostResult.POSTED, drill.id, drill.question_id, ts)
+
+    # -- revealing -------------------------------------------------------------------------------
+
+    def reveal_due(self, *, retry_failed: bool = False) -> list[int]:
+        """Reveal every open drill whose deadline has passed; returns the ids revealed now."""
+        now = self.clock()
+        with self.db.transaction() as session:
+            candidates = repo.drills_needing_reveal(session, now, include_failed=retry_failed)
+        revealed: list[int] = []
+        for drill in candidates:
+            if drill.status == DrillStatus.REVEALING and not self._can_take_over(drill, now):
+                continue
+            with self.db.transaction() as session:
+                if not repo.claim(session, drill, to_status=DrillStatus.REVEALING, owner=str(self.owner), now=now):
+                    continue
+                answered = repo.answerer_count(session, drill.id)
+            if self._deliver_reveal(
+                _Snapshot.of(drill, self.schedule.tz), answered, reconcile=drill.status == DrillStatus.REVEALING
+            ):
+                revealed.append(drill.id)
+        return revealed
+
+    def _deliver_reveal(self, drill: _Snapshot, answered: int, *, reconcile: bool) -> bool:
+        owner = str(self.owner)
+        assert drill.ts is not None  # only posted drills are revealed
+        try:
+            question = self._question(drill.question_id)
+            reveal_ts = None
+            if reconcile:
+                reveal_ts = self.slack.find_marked(
+                    drill.channel,
+                    event_type=REVEAL_EVENT,
+                    drill_id=drill.id,
+                    oldest=float(drill.ts),
+                    thread_ts=drill.ts,
+                )
+            if reveal_ts is None:
+                reveal_ts = self.slack.post(
+                    drill.channel,
+                    blocks.reveal_message(question, answered=answered),
+                    thread_ts=drill.ts,
+                    event_type=REVEAL_EVENT,
+                    drill_id=drill.id,
+                )
+        except (SlackSetupError, QuestionBankError) as exc:
+            log.error("drill %s: guidance not posted: %s", drill.id, exc)
+            with self.db.transaction() as session:
+                repo.mark_failed(session, drill.id, owner=owner, error=str(exc))
+            return False
+        except Exception:
+            log.warning("drill %s: reveal failed; will check Slack and retry", drill.id, exc_info=True)
+            with self.db.transaction() as session:
+                repo.release(session, drill.id, owner=owner, now=self.clock())
+            return False
+        try:
+            closed = blocks.drill_message(question, deadline=drill.deadline, closed=True, answered=answered)
+            self.slack.update(drill.channel, drill.ts, closed)
+        except Exception:  # cosmetic: the guidance is out; the closed badge can be missing
+            log.warning("drill %s: could not mark the drill message closed", drill.id, exc_info=True)
+        with self.db.transaction() as session:
+            repo.mark_closed(
+                session, drill.id, owner=owner, reveal_ts=reveal_ts, answer_count=answered, now=self.clock()
+            )
+        log.info("drill %s: revealed (%d answered)", drill.id, answered)
+        return True
+
+    # -- answers ---------------------------------------------------------------------------------
+
+    def handle_message_event(self, event: Mapping[str, Any], bot_user_id: str | None) -> str:
+        """Record what a `message` event means for answers; returns a short outcome for the log."""
+        channel = event.get("channel")
+        if not isinstance(channel, str):
+            return "ignored: no channel"
+        subtype = event.get("subtype")
+        if subtype == "message_changed":
+            message = event.get("message")
+            if not isinstance(message, Mapping):
+                return "ignored: edit without message"
+            return self._record_edit(channel, message, event, bot_user_id)
+        if subtype == "message_deleted":
+            return self._record_delete(channel, event)
+        return self._record_reply(channel, event, bot_user_id)
+
+    def _drill_for_reply(self, session: Any, channel: str, message: Mapping[str, Any]) -> Drill | None:
+        drill = repo.drill_by_ts(session, channel, str(message.get("thread_ts")))
+        return drill if drill is not None and drill.status != DrillStatus.FAILED else None
+
+    def _record_reply(self, channel: str, message: Mapping[str, Any], bot_user_id: str | None) -> str:
+        if not is_person_reply(message, bot_user_id):
+            return "ignored: not a person's thread reply"
+        written = slack_ts_to_datetime(message["ts"])
+        if written is None:
+            return "ignored: bad ts"
+        with self.db.transaction() as session:
+            drill = self._drill_for_reply(session, channel, message)
+            if drill is None:
+                return "ignored: not a drill thread"
+            if written > drill.deadline:
+                return "ignored: after the deadline"
+            new = repo.insert_answer(
+                session,
+                drill=drill,
+                user_id=str(message["user"]),
+                message_ts=str(message["ts"]),
+                text=_clean(message.get("text")),
+                now=self.clock(),
+            )
+        return "answer recorded" if new else "duplicate ignored"
+
+    def _record_edit(
+        self, channel: str, message: Mapping[str, Any], event: Mapping[str, Any], bot_user_id: str | None
+    ) -> str:
+        if not is_person_reply(message, bot_user_id):
+            return "ignored: not a person's thread reply"
+        edited = slack_ts_to_datetime(event.get("event_ts") or event.get("ts"))
+        with self.db.transaction() as session:
+            drill = self._drill_for_reply(session, channel, message)
+            if drill is None:
+                return "ignored: not a drill thread"
+            if edited is None or edited > drill.deadline:
+                return "ignored: edited after the deadline"
+            now = self.clock()
+            text = _clean(message.get("text"))
+            if repo.set_answer_text(session, channel=channel, message_ts=str(message["ts"]), text=text, now=now):
+                return "answer updated"
+            written = slack_ts_to_datetime(message["ts"])
+            if written is None or written > drill.deadline:
+                return "ignored: after the deadline"
+            repo.insert_answer(
+                session, drill=drill, user_id=str(message["user"]), message_ts=str(message["ts"]), text=text, now=now
+            )
+        return "answer recorded from edit"
+
+    def _record_delete(self, channel: str, event: Mapping[str, Any]) -> str:
+        deleted_ts = event.get("deleted_ts") or (event.get("previous_message") or {}).get("ts")
+        if not isinstance(deleted_ts, str):
+            return "ignored: delete without ts"
+        deleted_at = slack_ts_to_datetime(event.get("event_ts") or event.get("ts")) or self.clock()
+        with self.db.transaction() as session:
+            answer_drill = repo.drill_of_answer(session, channel, deleted_ts)
+            if answer_drill is None:
+                return "ignored: not an answer"
+            keep = deleted_at > answer_drill.deadline
+            repo.withdraw_answer(session, channel=channel, message_ts=deleted_ts, now=self.clock(), keep_count=keep)
+        return "answer text erased" if keep else "answer withdrawn"
+
+    # -- streaks ---------------------------------------------------------------------------------
+
+    def leaderboard(self, channel: str | None = None) -> list[Streak]:
+        channel = channel or self.settings.drill_channel
+        now = self.clock()
+        with self.db.transaction() as session:
+            drills = repo.drills_in_order(session, channel)
+            answered = repo.answered_drills_by_user(session, channel)
+        refs = [DrillRef(d.id, d.status == DrillStatus.OPEN and d.deadline > now) for d in drills]
+        return rank(compute_streaks(refs, answered).values())
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _can_take_over(self, drill: Drill, now: datetime) -> bool:
+        return can_take_over(
+            claimed_by=drill.claimed_by,
+            claimed_at=drill.claimed_at,
+            attempts=drill.attempts,
+            now=now,
+            me=self.owner,
+            pid_alive=self.pid_alive,
+        )
+
+    def _question(self, question_id: str) -> Question:
+        question = self.bank.get(question_id)
+        if question is None:
+            raise QuestionBankError(f"question {question_id!r} is no longer in the bank ({self.settings.questions_file})")
+        return question

@@ -1,0 +1,15 @@
+"""Listener wiring. Each folder holds the handlers of one Slack surface; this module only registers."""
+
+from __future__ import annotations
+
+from slack_bolt import App
+
+from bot.drills import DrillService
+from bot.listeners import commands, events
+
+__all__ = ["register"]
+
+
+def register(app: App, service: DrillService) -> None:
+    events.register(app, service)
+    commands.register(app, service)

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import re
+
+from slack_bolt import App
+
+from bot.drills import DrillService
+from bot.listeners.events.message import message_listener
+
+__all__ = ["register"]
+
+
+def register(app: App, service: DrillService) -> None:
+    app.event("message")(message_listener(service))
+    # Every other event is acknowledged and ignored: Slack counts a 404 as a failed delivery.
+    app.event(re.compile(".*"))(_ignore)
+
+
+def _ignore() -> None:
+    return None

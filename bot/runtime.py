@@ -1,0 +1,135 @@
+"""Assembling a running bot: settings -> bank, database, Slack client, service, Bolt app, server, scheduler.
+
+`Bot.start()` / `Bot.stop()` is what `drillbot run` does between signals, and what the end-to-end tests
+drive in-process (port 0, a fake Slack): one code path for both.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from slack_sdk import WebClient
+
+from bot.app import build_app
+from bot.domain.questions import QuestionBank, load_bank
+from bot.drills import DrillService, utcnow
+from bot.scheduler import build_scheduler
+from bot.settings import Settings
+from bot.slack_api import SlackGateway, make_client
+from bot.web import HttpServer, SlackWsgi
+from storage.db import Database
+
+__all__ = ["Bot", "Runtime", "build_runtime"]
+
+log = logging.getLogger(__name__)
+LISTENER_THREADS = 16
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    bank: QuestionBank
+    db: Database
+    client: WebClient
+    service: DrillService
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    verify_token: bool = False,
+    load_questions: bool = True,
+    clock: Callable[[], datetime] = utcnow,
+) -> Runtime:
+    bank = load_bank(settings.questions_file) if load_questions else QuestionBank(questions=())
+    db = Database(settings.database_url)
+    db.upgrade()
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    client = make_client(token=token, base_url=settings.slack_api_url)
+    gateway = SlackGateway(client)
+    if verify_token:
+        gateway.verify_auth()
+    service = DrillService(settings=settings, bank=bank, db=db, slack=gateway, clock=clock)
+    return Runtime(settings, bank, db, client, service)
+
+
+@dataclass
+class Bot:
+    """The HTTP or Socket Mode front end plus the scheduler, over one Runtime."""
+
+    runtime: Runtime
+    mode: str = "http"
+    host: str = "0.0.0.0"
+    port: int = 3000
+    server: HttpServer | None = None
+    scheduler: BackgroundScheduler | None = None
+    _stoppers: list[Callable[[], None]] = field(default_factory=list)
+
+    def start(self) -> None:
+        settings, service = self.runtime.settings, self.runtime.service
+        self.executor = ThreadPoolExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="listener")
+        app = build_app(
+            settings,
+            service,
+            client=self.runtime.client,
+            socket_mode=self.mode == "socket",
+            listener_executor=self.executor,
+        )
+        self.scheduler = build_scheduler(service, tick_seconds=settings.drill_tick_seconds)
+        if self.mode == "http":
+            assert settings.slack_signing_secret is not None
+            wsgi_app = SlackWsgi(app, signing_secret=settings.slack_signing_secret.get_secret_value(), health=self.health)
+            self.server = HttpServer(wsgi_app, host=self.host, port=self.port)
+            self.server.start()
+            self._stoppers.append(self.server.stop)
+            log.info("serving HTTP on %s:%d (POST /slack/events, GET /healthz)", self.host, self.server.port)
+        else:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+            assert settings.slack_app_token is not None
+            handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
+            handler.connect()
+            self._stoppers.append(handler.close)
+            log.info("connected through Socket Mode")
+        self.scheduler.start()
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        db_ok = self.runtime.db.ping()
+        running = self.scheduler is not None and self.scheduler.running
+        body = {
+            "status": "ok" if db_ok else "degraded",
+            "database": "ok" if db_ok else "unreachable",
+            "scheduler": "running" if running else "stopped",
+        }
+        return db_ok, body
+
+    def stop(self, *, deadline_seconds: float = 9.0) -> bool:
+        """Stop accepting, finish in-flight requests and jobs; returns False if work was still running."""
+        deadline = time.monotonic() + deadline_seconds
+        for stopper in self._stoppers:
+            stopper()
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        self.executor.shutdown(wait=False)
+        finished = _join_workers(deadline)
+        self.runtime.db.dispose()
+        return finished
+
+
+def _join_workers(deadline: float) -> bool:
+    for thread in threading.enumerate():
+        if thread is threading.current_thread() or thread.daemon:
+            continue
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            log.warning("still busy at the stop deadline (%s)", thread.name)
+            return False
+    return True

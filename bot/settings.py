@@ -1,0 +1,107 @@
+"""The one `Settings` class: every environment variable drillbot reads, validated in one place.
+
+Settings come from the environment or a `.env` file in the working directory. They are built by
+`load_settings()` and passed in; nothing reads the environment at import time, so tests build their own.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.domain.schedule import Schedule, parse_crontab, parse_timezone, parse_window
+from bot.errors import ConfigError
+
+__all__ = ["Settings", "load_settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    drill_channel: str | None = None
+    drill_schedule: str = "0 10 * * 1-5"
+    drill_timezone: str = "UTC"
+    drill_answer_window: timedelta = timedelta(hours=6)
+    drill_managers: Annotated[frozenset[str], NoDecode] = frozenset()
+    database_url: str = "sqlite:///drills.db"
+    questions_file: str = "questions.yaml"
+    port: int = Field(default=3000, ge=0, le=65535)
+    # How often the scheduler reconciles the database with Slack (post what is due, reveal what is
+    # overdue). Not part of the documented contract; tests and benchmarks lower it.
+    drill_tick_seconds: float = Field(default=1.0, gt=0, le=60)
+
+    @field_validator("slack_bot_token", "slack_signing_secret", "slack_app_token", "drill_channel", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("drill_timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str) -> str:
+        parse_timezone(value)
+        return value.strip()
+
+    @field_validator("drill_answer_window", mode="before")
+    @classmethod
+    def _parse_window(cls, value: Any) -> Any:
+        return parse_window(value) if isinstance(value, str) else value
+
+    @field_validator("drill_managers", mode="before")
+    @classmethod
+    def _split_managers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return frozenset(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("drill_schedule")
+    @classmethod
+    def _valid_crontab(cls, value: str) -> str:
+        return parse_crontab(value)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return parse_timezone(self.drill_timezone)
+
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule(crontab=self.drill_schedule, tz=self.tz, window=self.drill_answer_window)
+
+    def require(self, *names: str) -> None:
+        """Raise ConfigError naming the first of `names` (field names) that is not set."""
+        for name in names:
+            if getattr(self, name) is None:
+                raise ConfigError(f"{name.upper()} is not set; {_HINTS.get(name, 'set it in the environment or .env')}")
+
+
+_HINTS = {
+    "slack_bot_token": "copy the Bot User OAuth Token (xoxb-...) from your Slack app's OAuth & Permissions page",
+    "slack_signing_secret": "copy the Signing Secret from your Slack app's Basic Information page",
+    "slack_app_token": "create an app-level token (xapp-...) with connections:write for Socket Mode",
+    "drill_channel": "set it to the channel ID (C0123...) where the daily drill is posted",
+}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings from the environment and `.env`; any problem becomes a one-line ConfigError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]).upper() if error["loc"] else "settings"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{field}: {message}") from None

@@ -1,0 +1,129 @@
+"""The Web API edge: building the WebClient and the few calls drillbot makes.
+
+Retries: slack-sdk's own retry handlers, configured here once. A 429 is always safe to retry (Slack did
+not act on it) and is waited out per `Retry-After`, up to `RATE_LIMIT_RETRIES` times; a refused or reset
+connection likewise. A 5xx or a timeout is *not* retried here, because the message may have been posted:
+the caller records the attempt and reconciles through message metadata before trying again (see
+`bot.drills`).
+
+Errors that no retry can fix (bad token, bot not in the channel) become `SlackSetupError` with the fix.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+
+from bot.errors import SlackSetupError
+
+__all__ = ["DRILL_EVENT", "REVEAL_EVENT", "SlackGateway", "make_client"]
+
+log = logging.getLogger(__name__)
+
+DRILL_EVENT = "drillbot_drill"
+REVEAL_EVENT = "drillbot_reveal"
+RATE_LIMIT_RETRIES = 20
+CONNECTION_RETRIES = 3
+HTTP_TIMEOUT_SECONDS = 15
+
+_FIXES = {
+    "invalid_auth": "SLACK_BOT_TOKEN is wrong or revoked: copy the Bot User OAuth Token again",
+    "not_authed": "SLACK_BOT_TOKEN is missing",
+    "account_inactive": "the app was uninstalled or the token revoked: reinstall the app",
+    "token_revoked": "the token was revoked: reinstall the app and update SLACK_BOT_TOKEN",
+    "not_in_channel": "the bot is not in the channel: /invite the app there",
+    "channel_not_found": "DRILL_CHANNEL is not a channel the bot can see: use the channel ID (C0123...)",
+    "is_archived": "the drill channel is archived: unarchive it or change DRILL_CHANNEL",
+    "missing_scope": "the app lacks a scope: reinstall it from manifest.yaml",
+}
+
+
+def make_client(*, token: str | None, base_url: str) -> WebClient:
+    client = WebClient(token=token, base_url=base_url, timeout=HTTP_TIMEOUT_SECONDS)
+    client.retry_handlers = [
+        ConnectionErrorRetryHandler(max_retry_count=CONNECTION_RETRIES),
+        RateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES),
+    ]
+    return client
+
+
+class SlackGateway:
+    """The Slack calls the drill loop makes, with Slack's errors mapped to drillbot's."""
+
+    def __init__(self, client: WebClient) -> None:
+        self.client = client
+
+    def post(
+        self,
+        channel: str,
+        message: Mapping[str, Any],
+        *,
+        thread_ts: str | None = None,
+        event_type: str | None = None,
+        drill_id: int | None = None,
+    ) -> str:
+        kwargs: dict[str, Any] = {"channel": channel, "unfurl_links": False, "unfurl_media": False, **message}
+        if thread_ts:
+            kwargs["thread_ts"] = thread_ts
+        if event_type:
+            kwargs["metadata"] = {"event_type": event_type, "event_payload": {"drill_id": drill_id}}
+        response = self._call("chat_postMessage", **kwargs)
+        return str(response["ts"])
+
+    def verify_auth(self) -> dict[str, Any]:
+        """auth.test: fail fast, with the fix, when the token is wrong."""
+        try:
+            return dict(self._call("auth_test").data)
+        except SlackApiError as exc:
+            error = exc.response.get("error", "unknown") if exc.response is not None else "unknown"
+            raise SlackSetupError(f"Slack refused SLACK_BOT_TOKEN (auth.test: {error})") from None
+        except OSError as exc:
+            raise SlackSetupError(f"cannot reach Slack at SLACK_API_URL ({exc.__class__.__name__})") from None
+
+    def update(self, channel: str, ts: str, message: Mapping[str, Any]) -> None:
+        self._call("chat_update", channel=channel, ts=ts, **message)
+
+    def find_marked(
+        self, channel: str, *, event_type: str, drill_id: int, oldest: float, thread_ts: str | None = None
+    ) -> str | None:
+        """The ts of a message drillbot posted for this drill (found by its metadata), if any."""
+        for message in self._history(channel, oldest=oldest, thread_ts=thread_ts):
+            metadata = message.get("metadata") or {}
+            payload = metadata.get("event_payload") or {}
+            if metadata.get("event_type") == event_type and payload.get("drill_id") == drill_id:
+                return str(message["ts"])
+        return None
+
+    def _history(self, channel: str, *, oldest: float, thread_ts: str | None) -> Iterator[dict[str, Any]]:
+        cursor: str | None = None
+        for _page in range(20):
+            params: dict[str, Any] = {
+                "channel": channel,
+                "oldest": f"{oldest:.6f}",
+                "include_all_metadata": True,
+                "limit": 200,
+            }
+            if cursor:
+                params["cursor"] = cursor
+            if thread_ts:
+                response = self._call("conversations_replies", ts=thread_ts, **params)
+            else:
+                response = self._call("conversations_history", **params)
+            yield from response.get("messages") or []
+            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor:
+                return
+
+    def _call(self, method: str, **kwargs: Any) -> Any:
+        try:
+            return getattr(self.client, method)(**kwargs)
+        except SlackApiError as exc:
+            error = str(exc.response.get("error", "")) if exc.response is not None else ""
+            if error in _FIXES:
+                raise SlackSetupError(f"Slack refused {method.replace('_', '.')}: {error}: {_FIXES[error]}") from None
+            raise

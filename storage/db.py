@@ -1,0 +1,107 @@
+"""Engine, sessions and schema upgrades.
+
+SQLite is tuned for a server and a CLI sharing one file: WAL (readers never block the writer), a 30 s
+busy timeout, and `BEGIN IMMEDIATE` for every transaction so a transaction that reads and then writes
+takes the write lock up front instead of failing with `database is locked` halfway. Every command calls
+`Database.upgrade()` first, so an empty database (file or PostgreSQL) gets its schema from the Alembic
+migrations; concurrent upgrades are serialised (SQLite's write lock, a PostgreSQL advisory lock).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.errors import ConfigError
+
+__all__ = ["Database"]
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class Database:
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise ConfigError("DATABASE_URL: not a database URL (e.g. sqlite:///drills.db)") from None
+        self.url = parsed
+        self.dialect = parsed.get_backend_name()
+        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        if self.dialect == "sqlite":
+            kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+        else:
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size)
+        try:
+            self.engine: Engine = create_engine(parsed, **kwargs)
+        except (ArgumentError, ImportError, ModuleNotFoundError) as exc:
+            hint = " (install drillbot[postgres] for PostgreSQL)" if self.dialect == "postgresql" else ""
+            raise ConfigError(f"DATABASE_URL: cannot use {self.dialect!r}: {exc.__class__.__name__}{hint}") from None
+        if self.dialect == "sqlite":
+            _tune_sqlite(self.engine)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One short unit of work: commits on success, rolls back on error."""
+        with self.sessions.begin() as session:
+            yield session
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except OperationalError:
+            return False
+
+    def upgrade(self) -> None:
+        """Bring the schema to the latest migration; a no-op (one query) when it already is."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        head = ScriptDirectory.from_config(config).get_current_head()
+        try:
+            with self.engine.connect() as conn:
+                current = MigrationContext.configure(conn).get_current_revision()
+                conn.rollback()
+                if current == head:
+                    return
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+        except OperationalError as exc:
+            raise ConfigError(f"DATABASE_URL: cannot open the database ({_reason(exc)})") from None
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _reason(exc: OperationalError) -> str:
+    return str(exc.orig).strip().splitlines()[0] if exc.orig else exc.__class__.__name__
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,23 @@
+"""Alembic environment: runs on the connection `Database.upgrade()` hands over, under a lock."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import text
+
+from storage.models import Base
+
+# An arbitrary constant shared by every drillbot process: the PostgreSQL advisory lock for migrations.
+MIGRATION_LOCK_KEY = 7_412_903_118
+
+connection = context.config.attributes.get("connection")
+if connection is None:
+    raise SystemExit("run migrations with `drillbot db upgrade`")
+
+context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+with connection.begin():
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    # Under the lock, another process may have finished the upgrade already: Alembic re-reads the
+    # current revision inside this transaction and has nothing left to do.
+    context.run_migrations()

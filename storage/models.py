@@ -1,0 +1,113 @@
+"""Tables. Times are stored in UTC and always come back timezone-aware.
+
+`drills` holds one row per channel per local day (the unique constraint is what makes "at most one
+drill a day" true across processes). Its `status` is a small state machine, each step a conditional
+UPDATE so exactly one process wins it:
+
+    posting --(Slack accepted)--> open --(deadline passed, claimed)--> revealing --> closed
+    posting --(Slack refused for good)--> failed
+
+`claimed_by`/`claimed_at` say which process is doing the current step; a claim whose process is gone
+(same host, dead pid) or that is older than the lease may be taken over, after checking Slack for
+the message the previous owner may already have posted (message metadata carries the drill id).
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, date, datetime
+
+from sqlalchemy import (
+    Boolean,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Answer", "Base", "Drill", "DrillStatus", "UTCDateTime"]
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A DateTime that is stored as UTC and read back as an aware UTC datetime, on every backend."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class DrillStatus(enum.StrEnum):
+    POSTING = "posting"
+    OPEN = "open"
+    REVEALING = "revealing"
+    CLOSED = "closed"
+    FAILED = "failed"
+
+
+class Drill(Base):
+    __tablename__ = "drills"
+    __table_args__ = (
+        UniqueConstraint("channel", "day", name="uq_drills_channel_day"),
+        Index("ix_drills_channel_ts", "channel", "ts"),
+        Index("ix_drills_status_deadline", "status", "deadline"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    day: Mapped[date] = mapped_column(Date)
+    question_id: Mapped[str] = mapped_column(String(80))
+    status: Mapped[str] = mapped_column(String(16), default=DrillStatus.POSTING)
+    ts: Mapped[str | None] = mapped_column(String(32), default=None)
+    deadline: Mapped[datetime] = mapped_column(UTCDateTime)
+    posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    reveal_ts: Mapped[str | None] = mapped_column(String(32), default=None)
+    revealed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    answer_count: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(128), default=None)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    error: Mapped[str | None] = mapped_column(String(255), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+
+
+class Answer(Base):
+    __tablename__ = "answers"
+    __table_args__ = (
+        UniqueConstraint("channel", "message_ts", name="uq_answers_channel_message_ts"),
+        Index("ix_answers_drill_user", "drill_id", "user_id"),
+        Index("ix_answers_user", "user_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    drill_id: Mapped[int] = mapped_column(ForeignKey("drills.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(32))
+    message_ts: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text, default="")
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,228 @@
+"""Queries. Functions take the caller's Session and never commit: the caller owns the transaction.
+
+State changes that several processes may race on are single conditional statements (INSERT ... ON
+CONFLICT DO NOTHING, UPDATE ... WHERE status = ...) whose row count says who won.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, datetime
+
+from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from storage.models import Answer, Drill, DrillStatus
+
+__all__ = [
+    "answered_drills_by_user",
+    "answerer_count",
+    "claim",
+    "drill_by_ts",
+    "drill_of_answer",
+    "drill_for_day",
+    "drills_needing_reveal",
+    "drills_in_order",
+    "finish_post",
+    "insert_answer",
+    "insert_drill",
+    "mark_closed",
+    "mark_failed",
+    "release",
+    "set_answer_text",
+    "used_question_ids",
+    "withdraw_answer",
+]
+
+
+def _insert(session: Session):  # type: ignore[no-untyped-def]
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def drill_for_day(session: Session, channel: str, day: date) -> Drill | None:
+    return session.scalar(select(Drill).where(Drill.channel == channel, Drill.day == day))
+
+
+def drill_by_ts(session: Session, channel: str, ts: str) -> Drill | None:
+    return session.scalar(select(Drill).where(Drill.channel == channel, Drill.ts == ts))
+
+
+def used_question_ids(session: Session, channel: str) -> list[str]:
+    return list(session.scalars(select(Drill.question_id).where(Drill.channel == channel).order_by(Drill.id)))
+
+
+def insert_drill(
+    session: Session, *, channel: str, day: date, question_id: str, deadline: datetime, owner: str, now: datetime
+) -> Drill | None:
+    """Record the intent to post the day's drill; None when another process recorded it first."""
+    stmt = (
+        _insert(session)(Drill)
+        .values(
+            channel=channel,
+            day=day,
+            question_id=question_id,
+            status=DrillStatus.POSTING,
+            deadline=deadline,
+            answer_count=0,
+            attempts=1,
+            claimed_by=owner,
+            claimed_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["channel", "day"])
+    )
+    if session.execute(stmt).rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    return drill_for_day(session, channel, day)
+
+
+def claim(session: Session, drill: Drill, *, to_status: DrillStatus, owner: str, now: datetime) -> bool:
+    """Take the drill's next step if nobody changed it since `drill` was read (compare-and-set)."""
+    values: dict[str, object] = {
+        "status": to_status,
+        "claimed_by": owner,
+        "claimed_at": now,
+        "attempts": Drill.attempts + 1,
+        "error": None,
+    }
+    same_claim = Drill.claimed_at.is_(None) if drill.claimed_at is None else Drill.claimed_at == drill.claimed_at
+    result = session.execute(
+        update(Drill).where(Drill.id == drill.id, Drill.status == drill.status, same_claim).values(**values)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
+
+
+def finish_post(
+    session: Session, drill_id: int, *, owner: str, ts: str, now: datetime, deadline: datetime
+) -> bool:
+    result = session.execute(
+        update(Drill)
+        .where(Drill.id == drill_id, Drill.status == DrillStatus.POSTING, Drill.claimed_by == owner)
+        .values(status=DrillStatus.OPEN, ts=ts, posted_at=now, deadline=deadline, claimed_by=None, claimed_at=None)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
+
+
+def mark_failed(session: Session, drill_id: int, *, owner: str, error: str) -> None:
+    session.execute(
+        update(Drill)
+        .where(Drill.id == drill_id, Drill.claimed_by == owner)
+        .values(status=DrillStatus.FAILED, error=error[:255], claimed_by=None, claimed_at=None)
+    )
+
+
+def mark_closed(
+    session: Session, drill_id: int, *, owner: str, reveal_ts: str | None, answer_count: int, now: datetime
+) -> bool:
+    result = session.execute(
+        update(Drill)
+        .where(Drill.id == drill_id, Drill.status == DrillStatus.REVEALING, Drill.claimed_by == owner)
+        .values(
+            status=DrillStatus.CLOSED,
+            reveal_ts=reveal_ts,
+            revealed_at=now,
+            answer_count=answer_count,
+            claimed_by=None,
+            claimed_at=None,
+        )
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
+
+
+def drills_in_flight(session: Session, channel: str | None = None) -> list[Drill]:
+    """Drills in the middle of a step (posting or revealing): candidates for a takeover."""
+    stmt = select(Drill).where(Drill.status.in_([DrillStatus.POSTING, DrillStatus.REVEALING]))
+    if channel is not None:
+        stmt = stmt.where(Drill.channel == channel)
+    return list(session.scalars(stmt.order_by(Drill.id)))
+
+
+def drills_needing_reveal(session: Session, now: datetime, *, include_failed: bool = False) -> list[Drill]:
+    """Open drills whose deadline has passed, plus reveals in flight (a takeover may be needed).
+
+    With `include_failed`, also posted drills whose reveal Slack refused (an operator retrying by hand).
+    """
+    conditions = [
+        and_(Drill.status == DrillStatus.OPEN, Drill.deadline <= now),
+        Drill.status == DrillStatus.REVEALING,
+    ]
+    if include_failed:
+        conditions.append(and_(Drill.status == DrillStatus.FAILED, Drill.ts.is_not(None)))
+    stmt = select(Drill).where(or_(*conditions))
+    return list(session.scalars(stmt.order_by(Drill.deadline, Drill.id)))
+
+
+def insert_answer(session: Session, *, drill: Drill, user_id: str, message_ts: str, text: str, now: datetime) -> bool:
+    """Store a reply once; a redelivery of the same message (same channel and ts) changes nothing."""
+    stmt = (
+        _insert(session)(Answer)
+        .values(
+            drill_id=drill.id,
+            channel=drill.channel,
+            message_ts=message_ts,
+            user_id=user_id,
+            text=text,
+            deleted=False,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["channel", "message_ts"])
+    )
+    return session.execute(stmt).rowcount == 1  # type: ignore[attr-defined, no-any-return]
+
+
+def set_answer_text(session: Session, *, channel: str, message_ts: str, text: str, now: datetime) -> bool:
+    result = session.execute(
+        update(Answer)
+        .where(Answer.channel == channel, Answer.message_ts == message_ts)
+        .values(text=text, updated_at=now)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
+
+
+def withdraw_answer(session: Session, *, channel: str, message_ts: str, now: datetime, keep_count: bool) -> bool:
+    """A deleted reply: its text is erased; it stops counting unless `keep_count` (drill already closed)."""
+    values: dict[str, object] = {"text": "", "updated_at": now}
+    if not keep_count:
+        values["deleted"] = True
+    result = session.execute(
+        update(Answer).where(Answer.channel == channel, Answer.message_ts == message_ts).values(**values)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
+
+
+def drill_of_answer(session: Session, channel: str, message_ts: str) -> Drill | None:
+    stmt = select(Drill).join(Answer, Answer.drill_id == Drill.id)
+    return session.scalar(stmt.where(Answer.channel == channel, Answer.message_ts == message_ts))
+
+
+def answerer_count(session: Session, drill_id: int) -> int:
+    stmt = select(func.count(func.distinct(Answer.user_id))).where(Answer.drill_id == drill_id, ~Answer.deleted)
+    return int(session.scalar(stmt) or 0)
+
+
+def _posted_drills(channel: str | None) -> Select[tuple[Drill]]:
+    stmt = select(Drill).where(Drill.status.in_([DrillStatus.OPEN, DrillStatus.REVEALING, DrillStatus.CLOSED]))
+    return stmt if channel is None else stmt.where(Drill.channel == channel)
+
+
+def drills_in_order(session: Session, channel: str | None) -> list[Drill]:
+    return list(session.scalars(_posted_drills(channel).order_by(Drill.day, Drill.id)))
+
+
+def answered_drills_by_user(session: Session, channel: str | None) -> dict[str, set[int]]:
+    stmt = select(Answer.user_id, Answer.drill_id).where(~Answer.deleted).distinct()
+    if channel is not None:
+        stmt = stmt.where(Answer.channel == channel)
+    result: dict[str, set[int]] = defaultdict(set)
+    for user_id, drill_id in session.execute(stmt):
+        result[user_id].add(drill_id)
+    return dict(result)
+
+
+def release(session: Session, drill_id: int, *, owner: str, now: datetime) -> None:
+    """Give up a step after an uncertain failure; the next attempt waits a growing delay."""
+    session.execute(
+        update(Drill).where(Drill.id == drill_id, Drill.claimed_by == owner).values(claimed_by=None, claimed_at=now)
+    )

@@ -1,0 +1,215 @@
+"""A fake Slack Web API over real HTTP on 127.0.0.1, recording every call.
+
+It keeps channel messages (with metadata) so `conversations.history` / `conversations.replies` answer
+like Slack, serves `response_url` posts under /response/..., and can be scripted to fail: a status with
+headers (429 + Retry-After, 500), an error body (`invalid_auth`), a delay, or "act then fail" (the
+message is stored but the reply is a 500: the uncertain case).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+BOT_USER_ID = "UBOTDRILL"
+BOT_ID = "BBOTDRILL"
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict[str, Any]
+    headers: dict[str, str]
+    at: float
+    status: int = 200
+
+
+@dataclass
+class Failure:
+    status: int = 500
+    headers: dict[str, str] = field(default_factory=dict)
+    body: dict[str, Any] | None = None
+    delay: float = 0.0
+    act: bool = False  # perform the call, then answer with the failure anyway
+
+
+class FakeSlack:
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.messages: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.failures: dict[str, list[Failure]] = defaultdict(list)
+        self.delays: dict[str, float] = {}
+        self.invalid_tokens: set[str] = set()
+        self.lock = threading.Lock()
+        self._ts = 1_700_000_000.000100
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                fake._handle(self)
+
+            def do_POST(self) -> None:
+                fake._handle(self)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/api/"
+
+    def response_url(self, name: str = "cmd") -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/response/{name}"
+
+    def start(self) -> FakeSlack:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    # -- scripting ---------------------------------------------------------------------------------
+    def fail_next(self, method: str, *failures: Failure) -> None:
+        with self.lock:
+            self.failures[method].extend(failures)
+
+    # -- queries -----------------------------------------------------------------------------------
+    def calls_to(self, method: str) -> list[Call]:
+        with self.lock:
+            return [c for c in self.calls if c.method == method]
+
+    def posts(self, *, thread: bool | None = None) -> list[Call]:
+        """Successful chat.postMessage calls (optionally only thread replies or only top-level)."""
+        found = [c for c in self.calls_to("chat.postMessage") if c.status == 200]
+        if thread is None:
+            return found
+        return [c for c in found if bool(c.params.get("thread_ts")) == thread]
+
+    def wait_for(self, predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(interval)
+        raise AssertionError(f"timed out after {timeout}s waiting for {getattr(predicate, '__name__', predicate)}")
+
+    # -- HTTP --------------------------------------------------------------------------------------
+    def _handle(self, request: BaseHTTPRequestHandler) -> None:
+        parsed = urlparse(request.path)
+        length = int(request.headers.get("Content-Length") or 0)
+        raw = request.rfile.read(length) if length else b""
+        params: dict[str, Any] = {k: v[0] for k, v in parse_qs(parsed.query).items()}
+        content_type = request.headers.get("Content-Type", "")
+        if raw:
+            if "json" in content_type:
+                params.update(json.loads(raw))
+            else:
+                params.update({k: v[0] for k, v in parse_qs(raw.decode()).items()})
+        for key in ("blocks", "metadata"):
+            if isinstance(params.get(key), str):
+                try:
+                    params[key] = json.loads(params[key])
+                except ValueError:
+                    pass
+        if parsed.path.startswith("/response/"):
+            method = "response_url"
+        else:
+            method = parsed.path.removeprefix("/api/")
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        call = Call(method, params, headers, time.time())
+        with self.lock:
+            self.calls.append(call)
+            failure = self.failures[method].pop(0) if self.failures[method] else None
+            delay = self.delays.get(method, 0.0)
+        if delay:
+            time.sleep(delay)
+        if failure is not None:
+            if failure.delay:
+                time.sleep(failure.delay)
+            if failure.act:
+                self._dispatch(method, params, headers)
+            call.status = failure.status
+            body = failure.body if failure.body is not None else {"ok": False, "error": "fatal_error"}
+            self._send(request, failure.status, body, failure.headers)
+            return
+        status, body = self._dispatch(method, params, headers)
+        call.status = status
+        self._send(request, status, body)
+
+    def _send(self, request: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode() if not isinstance(body, bytes) else body
+        try:
+            request.send_response(status)
+            request.send_header("Content-Type", "application/json; charset=utf-8")
+            request.send_header("Content-Length", str(len(data)))
+            for key, value in (headers or {}).items():
+                request.send_header(key, value)
+            request.end_headers()
+            request.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _next_ts(self) -> str:
+        with self.lock:
+            self._ts += 1.0
+            return f"{self._ts:.6f}"
+
+    def _dispatch(self, method: str, params: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        token = headers.get("authorization", "").removeprefix("Bearer ")
+        if method == "response_url":
+            return 200, {"ok": True}
+        if token in self.invalid_tokens:
+            return 200, {"ok": False, "error": "invalid_auth"}
+        if method == "auth.test":
+            return 200, {"ok": True, "user_id": BOT_USER_ID, "bot_id": BOT_ID, "team_id": "T0FAKE", "user": "drillbot"}
+        if method == "chat.postMessage":
+            ts = self._next_ts()
+            message = {
+                "ts": ts,
+                "type": "message",
+                "user": BOT_USER_ID,
+                "bot_id": BOT_ID,
+                "text": params.get("text", ""),
+                "blocks": params.get("blocks"),
+                "metadata": params.get("metadata"),
+                "thread_ts": params.get("thread_ts"),
+            }
+            with self.lock:
+                self.messages[str(params.get("channel"))].append(message)
+            return 200, {"ok": True, "channel": params.get("channel"), "ts": ts, "message": message}
+        if method == "chat.update":
+            with self.lock:
+                for message in self.messages[str(params.get("channel"))]:
+                    if message["ts"] == params.get("ts"):
+                        message.update(text=params.get("text", ""), blocks=params.get("blocks"))
+                        return 200, {"ok": True, "ts": message["ts"], "channel": params.get("channel")}
+            return 200, {"ok": False, "error": "message_not_found"}
+        if method in ("conversations.history", "conversations.replies"):
+            oldest = float(params.get("oldest") or 0)
+            with self.lock:
+                messages = [m for m in self.messages[str(params.get("channel"))] if float(m["ts"]) >= oldest]
+            if method == "conversations.replies":
+                messages = [m for m in messages if m["ts"] == params.get("ts") or m.get("thread_ts") == params.get("ts")]
+            else:
+                messages = [m for m in messages if not m.get("thread_ts")]
+            include_meta = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
+            out = [m if include_meta else {k: v for k, v in m.items() if k != "metadata"} for m in reversed(messages)]
+            return 200, {"ok": True, "messages": out, "has_more": False}
+        if method in ("chat.postEphemeral", "views.open", "views.publish", "views.update", "chat.delete"):
+            return 200, {"ok": True}
+        return 200, {"ok": False, "error": "unknown_method"}
