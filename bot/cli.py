@@ -54,7 +54,8 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except DrillbotError as exc:
-            _fail(str(exc), ctx.find_object(Context).settings if ctx.find_object(Context) else None)
+            state = ctx.find_object(Context)
+            _fail(str(exc), state.settings if state else None)
         except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit, KeyboardInterrupt):
             raise
         except Exception as exc:

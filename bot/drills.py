@@ -379,5 +379,6 @@ class DrillService:
     def _question(self, question_id: str) -> Question:
         question = self.bank.get(question_id)
         if question is None:
-            raise QuestionBankError(f"question {question_id!r} is no longer in the bank ({self.settings.questions_file})")
+            bank = self.settings.questions_file
+            raise QuestionBankError(f"question {question_id!r} is no longer in the bank ({bank})")
         return question

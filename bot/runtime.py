@@ -86,7 +86,8 @@ class Bot:
         self.scheduler = build_scheduler(service, tick_seconds=settings.drill_tick_seconds)
         if self.mode == "http":
             assert settings.slack_signing_secret is not None
-            wsgi_app = SlackWsgi(app, signing_secret=settings.slack_signing_secret.get_secret_value(), health=self.health)
+            secret = settings.slack_signing_secret.get_secret_value()
+            wsgi_app = SlackWsgi(app, signing_secret=secret, health=self.health)
             self.server = HttpServer(wsgi_app, host=self.host, port=self.port)
             self.server.start()
             self._stoppers.append(self.server.stop)
@@ -96,7 +97,7 @@ class Bot:
 
             assert settings.slack_app_token is not None
             handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
-            handler.connect()
+            handler.connect()  # type: ignore[no-untyped-call]
             self._stoppers.append(handler.close)
             log.info("connected through Socket Mode")
         self.scheduler.start()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from cheroot import wsgi
@@ -54,9 +54,8 @@ class SlackWsgi:
         if len(raw) > MAX_BODY_BYTES:
             return _reply(start_response, 413, "request body too large")
         headers = _headers(environ)
-        if not self.verifier.is_valid(
-            raw, headers.get("x-slack-request-timestamp", ""), headers.get("x-slack-signature", "")
-        ):
+        timestamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", "")
+        if not self.verifier.is_valid(raw, timestamp, environ.get("HTTP_X_SLACK_SIGNATURE", "")):
             return _reply(start_response, 401, "invalid signature")
         try:
             body = raw.decode("utf-8")
@@ -72,8 +71,10 @@ class SlackWsgi:
         return _reply(start_response, response.status, response.body, content_type)
 
 
-def _headers(environ: dict[str, Any]) -> dict[str, str]:
-    headers = {k[5:].replace("_", "-").lower(): str(v) for k, v in environ.items() if k.startswith("HTTP_")}
+def _headers(environ: dict[str, Any]) -> dict[str, str | Sequence[str]]:
+    headers: dict[str, str | Sequence[str]] = {
+        key[5:].replace("_", "-").lower(): str(value) for key, value in environ.items() if key.startswith("HTTP_")
+    }
     if environ.get("CONTENT_TYPE"):
         headers["content-type"] = environ["CONTENT_TYPE"]
     return headers
@@ -83,7 +84,9 @@ _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found"
             413: "Payload Too Large", 500: "Internal Server Error", 503: "Service Unavailable"}
 
 
-def _reply(start_response: StartResponse, status: int, body: str, content_type: str = "text/plain; charset=utf-8") -> list[bytes]:
+def _reply(
+    start_response: StartResponse, status: int, body: str, content_type: str = "text/plain; charset=utf-8"
+) -> list[bytes]:
     data = body.encode("utf-8")
     start_response(
         f"{status} {_REASONS.get(status, 'Status')}",

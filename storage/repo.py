@@ -202,7 +202,7 @@ def answerer_count(session: Session, drill_id: int) -> int:
     return int(session.scalar(stmt) or 0)
 
 
-def _posted_drills(channel: str | None) -> Select[tuple[Drill]]:
+def _posted_drills(channel: str | None) -> Select[Drill]:
     stmt = select(Drill).where(Drill.status.in_([DrillStatus.OPEN, DrillStatus.REVEALING, DrillStatus.CLOSED]))
     return stmt if channel is None else stmt.where(Drill.channel == channel)
 
