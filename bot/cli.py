@@ -209,3 +209,53 @@ def leaderboard(ctx: click.Context, fmt: str, channel: str | None) -> None:
     for rank, s in enumerate(rows, start=1):
         table.add_row(str(rank), s.user_id, str(s.current), str(s.longest), str(s.total))
     Console().print(table if rows else "No answers yet.")
+
+
+@main.command()
+@click.option("--category", "categories", multiple=True, help="Only this category (repeatable).")
+@click.option("--tag", "tags", multiple=True, help="Only questions with this tag (repeatable: all must match).")
+@click.option("--difficulty", type=click.Choice(["easy", "medium", "hard"]), default=None)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_context
+def questions(ctx: click.Context, categories: tuple[str, ...], tags: tuple[str, ...], difficulty: str | None,
+              fmt: str) -> None:
+    """List the question bank, optionally filtered."""
+    settings = _settings(ctx)
+    bank = load_bank(settings.questions_file)
+    wanted = {c.lower() for c in categories}
+    selected = [
+        q
+        for q in bank.matching([*tags, *([difficulty] if difficulty else [])])
+        if not wanted or q.category in wanted
+    ]
+    if fmt == "json":
+        click.echo(json.dumps([q.model_dump(mode="json") for q in selected], indent=2, ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(selected)} of {len(bank.questions)} questions ({settings.questions_file})")
+    for column in ("id", "category", "difficulty", "tags", "title"):
+        table.add_column(column, overflow="fold")
+    for q in selected:
+        table.add_row(q.id, q.category, q.difficulty, ", ".join(q.tags), q.title)
+    Console().print(table)
+
+
+@main.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Apply pending migrations (every command also does this on its own)."""
+    from storage.db import Database
+
+    settings = _settings(ctx)
+    database = Database(settings.database_url)
+    before = database.revision()
+    database.upgrade()
+    after = database.revision()
+    click.echo(f"Database at revision {after}" + (" (unchanged)." if before == after else f" (was {before})."))

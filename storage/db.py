@@ -67,6 +67,13 @@ class Database:
         except OperationalError:
             return False
 
+    def revision(self) -> str | None:
+        try:
+            with self.engine.connect() as conn:
+                return MigrationContext.configure(conn).get_current_revision()
+        except OperationalError as exc:
+            raise ConfigError(f"DATABASE_URL: cannot open the database ({_reason(exc)})") from None
+
     def upgrade(self) -> None:
         """Bring the schema to the latest migration; a no-op (one query) when it already is."""
         config = Config()
