@@ -74,7 +74,8 @@ class _Group(click.Group):
 def main(ctx: click.Context, verbose: bool) -> None:
     """drillbot: daily interview drills in Slack."""
     ctx.obj = Context()
-    configure_logging(logging.DEBUG if verbose else logging.WARNING)
+    # One-shot commands report their outcome themselves, in one line; -v shows the logs behind it.
+    configure_logging(logging.DEBUG if verbose else logging.CRITICAL)
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -144,7 +145,11 @@ def post(ctx: click.Context) -> None:
     elif outcome.result == PostResult.IN_PROGRESS:
         click.echo(f"Today's drill for {channel} is being posted by another process; nothing posted.")
     elif outcome.result == PostResult.RETRYING:
-        _fail("Slack did not confirm the post; it will be checked and retried (run `drillbot post` again)", settings)
+        _fail(
+            f"Slack did not confirm the post ({outcome.detail}); run `drillbot post` again (it checks Slack "
+            "first, so it never posts twice) or let the running bot retry",
+            settings,
+        )
     else:
         _fail(outcome.detail or "the drill could not be posted", settings)
 

@@ -55,6 +55,17 @@ def slack_ts_to_datetime(ts: Any) -> datetime | None:
     except (TypeError, ValueError, OverflowError, OSError):
         return None
 
+def describe_failure(exc: BaseException) -> str:
+    """One line for an exception from a Slack call: the Slack error code, or the transport failure."""
+    response = getattr(exc, "response", None)
+    if response is not None and hasattr(response, "status_code"):
+        error = response.get("error") if hasattr(response, "get") else None
+        return f"HTTP {response.status_code}" + (f", {error}" if error else "")
+    cause = getattr(exc, "reason", None) or exc.__cause__
+    name = exc.__class__.__name__ + (f" ({cause.__class__.__name__})" if isinstance(cause, BaseException) else "")
+    return f"{name}: cannot reach Slack at SLACK_API_URL" if isinstance(exc, OSError) else name
+
+
 def _clean(text: Any) -> str:
     # PostgreSQL text cannot hold NUL; keep everything else as written.
     return str(text or "").replace("\x00", "\ufffd")
@@ -198,11 +209,13 @@ class DrillService:
             with self.db.transaction() as session:
                 repo.mark_failed(session, drill.id, owner=owner, error=str(exc))
             return PostOutcome(PostResult.FAILED, drill.id, drill.question_id, detail=str(exc))
-        except Exception:
-            log.warning("drill %s: posting failed; will check Slack and retry", drill.id, exc_info=True)
+        except Exception as exc:
+            detail = describe_failure(exc)
+            log.warning("drill %s: posting not confirmed (%s); will check Slack and retry", drill.id, detail)
+            log.debug("drill %s: posting failure", drill.id, exc_info=True)
             with self.db.transaction() as session:
                 repo.release(session, drill.id, owner=owner, now=self.clock())
-            return PostOutcome(PostResult.RETRYING, drill.id, drill.question_id, detail="Slack did not confirm")
+            return PostOutcome(PostResult.RETRYING, drill.id, drill.question_id, detail=detail)
         with self.db.transaction() as session:
             repo.finish_post(session, drill.id, owner=owner, ts=ts, now=self.clock(), deadline=deadline)
         log.info("drill %s: posted question %s to %s (ts %s)", drill.id, drill.question_id, drill.channel, ts)
@@ -256,16 +269,18 @@ class DrillService:
             with self.db.transaction() as session:
                 repo.mark_failed(session, drill.id, owner=owner, error=str(exc))
             return False
-        except Exception:
-            log.warning("drill %s: reveal failed; will check Slack and retry", drill.id, exc_info=True)
+        except Exception as exc:
+            detail = describe_failure(exc)
+            log.warning("drill %s: reveal not confirmed (%s); will check Slack and retry", drill.id, detail)
+            log.debug("drill %s: reveal failure", drill.id, exc_info=True)
             with self.db.transaction() as session:
                 repo.release(session, drill.id, owner=owner, now=self.clock())
             return False
         try:
             closed = blocks.drill_message(question, deadline=drill.deadline, closed=True, answered=answered)
             self.slack.update(drill.channel, drill.ts, closed)
-        except Exception:  # cosmetic: the guidance is out; the closed badge can be missing
-            log.warning("drill %s: could not mark the drill message closed", drill.id, exc_info=True)
+        except Exception as exc:  # cosmetic: the guidance is out; the closed badge can be missing
+            log.warning("drill %s: could not mark the drill message closed (%s)", drill.id, describe_failure(exc))
         with self.db.transaction() as session:
             repo.mark_closed(
                 session, drill.id, owner=owner, reveal_ts=reveal_ts, answer_count=answered, now=self.clock()

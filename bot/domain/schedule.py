@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 __all__ = ["Schedule", "parse_crontab", "parse_timezone", "parse_window"]
 
 _WINDOW_PART = re.compile(r"(\d+)([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_WINDOW_SECONDS = 30 * 86400
 
 
 def parse_window(text: str) -> timedelta:
@@ -29,6 +30,8 @@ def parse_window(text: str) -> timedelta:
     seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _WINDOW_PART.findall(cleaned))
     if seconds <= 0:
         raise ValueError(f"{text!r} must be longer than zero")
+    if seconds > MAX_WINDOW_SECONDS:
+        raise ValueError(f"{text!r} is too long; the answer window is at most 30d")
     return timedelta(seconds=seconds)
 
 
@@ -51,6 +54,10 @@ def parse_crontab(expr: str) -> str:
     normalised = " ".join(fields)
     if not croniter.is_valid(normalised):
         raise ValueError(f"{expr!r} is not a valid crontab (minute hour day month weekday, e.g. 0 10 * * 1-5)")
+    try:  # valid syntax can still never fire, e.g. 31 February
+        croniter(normalised, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
+    except CroniterBadDateError:
+        raise ValueError(f"{expr!r} never matches a date") from None
     return normalised
 
 
@@ -81,7 +88,9 @@ class Schedule:
         """Whether today's drill should be posted now (assuming none has been posted today)."""
         slot = self.last_slot(now)
         same_day = slot.astimezone(self.tz).date() == self.local_date(now)
-        return same_day and slot <= now < slot + self.window
+        # Real elapsed time, not wall-clock time: a DST change must not stretch or shrink the window.
+        start = slot.astimezone(UTC)
+        return same_day and start <= now.astimezone(UTC) < start + self.window
 
     def next_slot(self, now: datetime) -> datetime:
         return self._next_after(now)
