@@ -104,10 +104,12 @@ def drill_message(
             ":speech_balloon: *Reply in this thread* to answer. "
             f"Answers close {slack_date(deadline)}; then the guidance is posted here."
         )
-        text = (
+        text = escape(
             f"Interview drill: {question.title} ({question.category}, {question.difficulty}). "
-            f"Reply in the thread to answer before {deadline.strftime('%a %d %b %H:%M UTC')}."
-        )
+            "Reply in the thread to answer before "
+        ) + f"{slack_date(deadline)}."
+        blocks.append(_section(status))
+        return _message(text, blocks)
     blocks.append(_section(status))
     return _message(escape(text), blocks)
 

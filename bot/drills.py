@@ -37,6 +37,11 @@ __all__ = ["DrillService", "PostOutcome", "PostResult", "utcnow"]
 
 log = logging.getLogger(__name__)
 
+# Owners alive in this process: several services may share one process (tests, an embedding app), and
+# each must trust the others' claims like a live replica's.
+_LIVE_NONCES: set[str] = set()
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -122,6 +127,11 @@ class DrillService:
         self.clock = clock
         self.pid_alive = pid_alive
         self.owner = Owner(socket.gethostname(), os.getpid(), secrets.token_hex(4))
+        _LIVE_NONCES.add(self.owner.nonce)
+
+    def close(self) -> None:
+        """This service stops claiming work; its unfinished claims may be taken over at once."""
+        _LIVE_NONCES.discard(self.owner.nonce)
 
     # -- posting ---------------------------------------------------------------------------------
 
@@ -389,6 +399,7 @@ class DrillService:
             now=now,
             me=self.owner,
             pid_alive=self.pid_alive,
+            live_nonces=_LIVE_NONCES,
         )
 
     def _question(self, question_id: str) -> Question:

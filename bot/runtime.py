@@ -117,20 +117,19 @@ class Bot:
         deadline = time.monotonic() + deadline_seconds
         for stopper in self._stoppers:
             stopper()
-        if self.scheduler is not None and self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
-        self.executor.shutdown(wait=False)
-        finished = _join_workers(deadline)
+        scheduler = self.scheduler
+
+        def drain() -> None:
+            if scheduler is not None and scheduler.running:
+                scheduler.shutdown(wait=True)
+            self.executor.shutdown(wait=True)
+
+        drainer = threading.Thread(target=drain, name="drain", daemon=True)
+        drainer.start()
+        drainer.join(timeout=max(0.0, deadline - time.monotonic()))
+        finished = not drainer.is_alive()
+        if not finished:
+            log.warning("jobs or listeners still running at the stop deadline")
+        self.runtime.service.close()
         self.runtime.db.dispose()
         return finished
-
-
-def _join_workers(deadline: float) -> bool:
-    for thread in threading.enumerate():
-        if thread is threading.current_thread() or thread.daemon:
-            continue
-        thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        if thread.is_alive():
-            log.warning("still busy at the stop deadline (%s)", thread.name)
-            return False
-    return True

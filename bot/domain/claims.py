@@ -8,7 +8,7 @@ another host is trusted until its lease runs out. A step released after an uncer
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 
 __all__ = ["LEASE", "Owner", "can_take_over", "retry_delay"]
@@ -30,15 +30,20 @@ class Owner:
     def __str__(self) -> str:
         return f"{self.host}:{self.pid}:{self.nonce}"
 
-    def is_gone(self, claimed_by: str, *, pid_alive: Callable[[int], bool]) -> bool:
-        """Whether the process named by `claimed_by` has certainly stopped."""
+    def is_gone(
+        self, claimed_by: str, *, pid_alive: Callable[[int], bool], live_nonces: Collection[str] = ()
+    ) -> bool:
+        """Whether the owner named by `claimed_by` has certainly stopped.
+
+        `live_nonces` are the owners alive in this very process (several services may share one).
+        """
         host, _, rest = claimed_by.partition(":")
         pid_text, _, nonce = rest.partition(":")
         if host != self.host or not pid_text.isdigit():
             return False
         pid = int(pid_text)
         if pid == self.pid:
-            return nonce != self.nonce
+            return nonce != self.nonce and nonce not in live_nonces
         return not pid_alive(pid)
 
 
@@ -50,6 +55,7 @@ def can_take_over(
     now: datetime,
     me: Owner,
     pid_alive: Callable[[int], bool],
+    live_nonces: Collection[str] = (),
 ) -> bool:
     if claimed_at is None:
         return True
@@ -57,4 +63,4 @@ def can_take_over(
         return now >= claimed_at + retry_delay(attempts)
     if claimed_by == str(me):
         return False
-    return me.is_gone(claimed_by, pid_alive=pid_alive) or now >= claimed_at + LEASE
+    return me.is_gone(claimed_by, pid_alive=pid_alive, live_nonces=live_nonces) or now >= claimed_at + LEASE
