@@ -6,8 +6,9 @@ import logging
 from concurrent.futures import Executor
 from typing import Any
 
-from slack_bolt import App
+from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot import listeners
 from bot.drills import DrillService
@@ -40,8 +41,13 @@ def build_app(
     listeners.register(app, service)
 
     @app.error
-    def log_listener_error(error: Exception, body: dict[str, Any]) -> None:
+    def log_listener_error(error: Exception, body: dict[str, Any], response: BoltResponse | None) -> None:
         kind = body.get("type") or body.get("command") or "request"
         log.error("listener failed on %s", kind, exc_info=error)
+        if response is not None and not isinstance(error, SQLAlchemyError):
+            # A payload the listener cannot handle will not improve on redelivery: acknowledge it. A
+            # database failure keeps its 500 so Slack redelivers and the answer is not lost.
+            response.status = 200
+            response.body = ""
 
     return app

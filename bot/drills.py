@@ -366,7 +366,8 @@ class DrillService:
         return "answer recorded from edit"
 
     def _record_delete(self, channel: str, event: Mapping[str, Any]) -> str:
-        deleted_ts = event.get("deleted_ts") or (event.get("previous_message") or {}).get("ts")
+        previous = event.get("previous_message")
+        deleted_ts = event.get("deleted_ts") or (previous.get("ts") if isinstance(previous, Mapping) else None)
         if not isinstance(deleted_ts, str):
             return "ignored: delete without ts"
         deleted_at = slack_ts_to_datetime(event.get("event_ts") or event.get("ts")) or self.clock()

@@ -28,11 +28,24 @@ EVENTS_PATH = "/slack/events"
 StartResponse = Callable[..., Any]
 
 
+CONTENT_TYPES = frozenset({"application/json", "application/x-www-form-urlencoded"})
+
+
 class SlackWsgi:
     def __init__(self, app: App, *, signing_secret: str, health: Callable[[], tuple[bool, dict[str, Any]]]) -> None:
         self.app = app
         self.verifier = SignatureVerifier(signing_secret)
         self.health = health
+
+    def _signed(self, raw: bytes, environ: dict[str, Any]) -> bool:
+        timestamp = str(environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", ""))
+        signature = str(environ.get("HTTP_X_SLACK_SIGNATURE", ""))
+        if not timestamp.isdigit() or not signature:
+            return False
+        try:
+            return self.verifier.is_valid(raw, timestamp, signature)
+        except (ValueError, UnicodeDecodeError):  # slack-sdk decodes the body: not UTF-8 cannot be Slack's
+            return False
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -54,21 +67,40 @@ class SlackWsgi:
         if len(raw) > MAX_BODY_BYTES:
             return _reply(start_response, 413, "request body too large")
         headers = _headers(environ)
-        timestamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", "")
-        if not self.verifier.is_valid(raw, timestamp, environ.get("HTTP_X_SLACK_SIGNATURE", "")):
+        if not self._signed(raw, environ):
             return _reply(start_response, 401, "invalid signature")
+        media_type = str(environ.get("CONTENT_TYPE", "")).split(";")[0].strip().lower()
+        if media_type not in CONTENT_TYPES:
+            return _reply(start_response, 415, "expected application/json or application/x-www-form-urlencoded")
         try:
             body = raw.decode("utf-8")
             request = BoltRequest(body=body, query=environ.get("QUERY_STRING", ""), headers=headers)
         except Exception:  # undecodable or unparseable: the sender's fault, never ours
             return _reply(start_response, 400, "cannot parse the request body")
-        if not isinstance(request.body, dict) or not request.body:
-            return _reply(start_response, 400, "cannot parse the request body")
-        response = self.app.dispatch(request)
+        if not _well_formed(request.body):
+            return _reply(start_response, 400, "malformed Slack payload")
+        try:
+            response = self.app.dispatch(request)
+        except Exception:  # Bolt could not even route it: a shape no real Slack request has
+            log.warning("could not dispatch a signed request", exc_info=True)
+            return _reply(start_response, 400, "malformed Slack payload")
         if response.status == 404:
             return _reply(start_response, 200, "")
         content_type = response.headers.get("content-type", ["text/plain;charset=utf-8"])[0]
         return _reply(start_response, response.status, response.body, content_type)
+
+
+def _well_formed(body: Any) -> bool:
+    """The envelope fields Bolt relies on have the types Slack sends (the rest is the listeners' job)."""
+    if not isinstance(body, dict) or not body:
+        return False
+    event = body.get("event")
+    if "event" in body and not (isinstance(event, dict) and isinstance(event.get("type"), str)):
+        return False
+    actions = body.get("actions")
+    if "actions" in body and not (isinstance(actions, list) and all(isinstance(a, dict) for a in actions)):
+        return False
+    return all(key not in body or isinstance(body[key], dict) for key in ("view", "user", "team", "container"))
 
 
 def _headers(environ: dict[str, Any]) -> dict[str, str | Sequence[str]]:
@@ -81,7 +113,8 @@ def _headers(environ: dict[str, Any]) -> dict[str, str | Sequence[str]]:
 
 
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-            413: "Payload Too Large", 500: "Internal Server Error", 503: "Service Unavailable"}
+            413: "Payload Too Large", 415: "Unsupported Media Type", 500: "Internal Server Error",
+            503: "Service Unavailable"}
 
 
 def _reply(

@@ -95,7 +95,10 @@ class SlackSender:
         url = urlparse(self.base_url)
         conn = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
         try:
-            conn.request(method, path, body=body if method == "POST" else None, headers=all_headers)
+            try:
+                conn.request(method, path, body=body if method == "POST" else None, headers=all_headers)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the server answered (e.g. 413) and closed before reading the whole body
             response = conn.getresponse()
             return response.status, response.read()
         finally:

@@ -20,6 +20,7 @@ def is_person_reply(message: Mapping[str, Any], bot_user_id: str | None) -> bool
         and bool(user)
         and user != bot_user_id
         and not message.get("bot_id")
+        and (message.get("subtype") is None or isinstance(message.get("subtype"), str))
         and message.get("subtype") in ANSWER_SUBTYPES
         and isinstance(thread_ts, str)
         and isinstance(message.get("ts"), str)
