@@ -71,8 +71,9 @@ def insert_drill(
             claimed_at=now,
         )
         .on_conflict_do_nothing(index_elements=["channel", "day"])
+        .returning(Drill.id)
     )
-    if session.execute(stmt).rowcount != 1:  # type: ignore[attr-defined]
+    if session.execute(stmt).scalar_one_or_none() is None:
         return None
     return drill_for_day(session, channel, day)
 
@@ -168,8 +169,9 @@ def insert_answer(session: Session, *, drill: Drill, user_id: str, message_ts: s
             updated_at=now,
         )
         .on_conflict_do_nothing(index_elements=["channel", "message_ts"])
+        .returning(Answer.id)
     )
-    return session.execute(stmt).rowcount == 1  # type: ignore[attr-defined, no-any-return]
+    return session.execute(stmt).scalar_one_or_none() is not None
 
 
 def set_answer_text(session: Session, *, channel: str, message_ts: str, text: str, now: datetime) -> bool:

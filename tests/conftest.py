@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import hmac
 import http.client
 import json
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -43,8 +46,62 @@ def fake_slack() -> Iterator[FakeSlack]:
     fake.stop()
 
 
+POSTGRES_CANDIDATES = (
+    "postgresql://root@127.0.0.1:5432/test",
+    "postgresql://postgres@127.0.0.1:5432/test",
+)
+
+
+@functools.cache
+def postgres_admin_url() -> tuple[str | None, str]:
+    """A PostgreSQL server the tests may create scratch databases on, or why there is none."""
+    explicit = os.environ.get("DRILLBOT_TEST_POSTGRES_URL")
+    candidates = [explicit.replace("+psycopg", "")] if explicit else list(POSTGRES_CANDIDATES)
+    try:
+        import psycopg
+    except ImportError:
+        return None, "psycopg is not installed (pip install -e '.[dev]')"
+    reasons = []
+    for url in candidates:
+        try:
+            with psycopg.connect(url, connect_timeout=3, autocommit=True):
+                return url, ""
+        except psycopg.Error as exc:
+            reasons.append(f"{url}: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__}")
+    return None, "PostgreSQL is not reachable (" + "; ".join(reasons) + "); set DRILLBOT_TEST_POSTGRES_URL to use another"
+
+
+@contextlib.contextmanager
+def scratch_postgres_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test; dropped afterwards. Skips (saying why) without a server."""
+    admin, reason = postgres_admin_url()
+    if admin is None:
+        pytest.skip(reason)
+    import psycopg
+
+    name = f"drillbot_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Every end-to-end test runs on both backends: a SQLite file and a scratch PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'drills.db'}"
+    else:
+        with scratch_postgres_database() as url:
+            yield url
+
+
 @pytest.fixture
-def make_settings(fake_slack: FakeSlack, tmp_path: Path) -> Callable[..., Settings]:
+def make_settings(fake_slack: FakeSlack, tmp_path: Path, database_url: str) -> Callable[..., Settings]:
     def factory(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "slack_bot_token": BOT_TOKEN,
@@ -52,7 +109,7 @@ def make_settings(fake_slack: FakeSlack, tmp_path: Path) -> Callable[..., Settin
             "slack_api_url": fake_slack.url,
             "drill_channel": CHANNEL,
             "drill_managers": MANAGER,
-            "database_url": f"sqlite:///{tmp_path / 'drills.db'}",
+            "database_url": database_url,
             "questions_file": str(TEST_BANK),
             "drill_schedule": "0 10 * * 1-5",
             "drill_tick_seconds": 0.2,
