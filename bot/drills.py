@@ -26,7 +26,7 @@ from bot.domain.claims import Owner, can_take_over
 from bot.domain.questions import Question, QuestionBank
 from bot.domain.rotation import next_question
 from bot.domain.streaks import DrillRef, Streak, compute_streaks, rank
-from bot.errors import QuestionBankError, SlackSetupError
+from bot.errors import ConfigError, QuestionBankError, SlackSetupError
 from bot.settings import Settings
 from bot.slack_api import DRILL_EVENT, REVEAL_EVENT, SlackGateway
 from storage import repo
@@ -45,6 +45,7 @@ _LIVE_NONCES: set[str] = set()
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -54,11 +55,13 @@ def _pid_alive(pid: int) -> bool:
         return True
     return True
 
+
 def slack_ts_to_datetime(ts: Any) -> datetime | None:
     try:
         return datetime.fromtimestamp(float(ts), UTC)
     except (TypeError, ValueError, OverflowError, OSError):
         return None
+
 
 def describe_failure(exc: BaseException) -> str:
     """One line for an exception from a Slack call: the Slack error code, or the transport failure."""
@@ -75,6 +78,19 @@ def _clean(text: Any) -> str:
     # PostgreSQL text cannot hold NUL; keep everything else as written.
     return str(text or "").replace("\x00", "\ufffd")
 
+
+_OPEN_STATES = frozenset({DrillStatus.OPEN, DrillStatus.REVEALING})
+_FINAL_STATES = frozenset({DrillStatus.CLOSED, DrillStatus.FAILED})
+
+
+class _FoldConflict(Exception):
+    """Another process folded some of these drills first: roll back, nothing to do."""
+
+
+def _stored_streaks(session: Any, channel: str) -> dict[str, Streak]:
+    return {s.user_id: Streak(s.user_id, s.current, s.longest, s.total) for s in repo.streak_states(session, channel)}
+
+
 class PostResult(StrEnum):
     POSTED = "posted"
     ADOPTED = "adopted"  # an earlier attempt had posted it; found through its metadata
@@ -83,6 +99,7 @@ class PostResult(StrEnum):
     RETRYING = "retrying"
     FAILED = "failed"
 
+
 @dataclass(frozen=True)
 class PostOutcome:
     result: PostResult
@@ -90,6 +107,7 @@ class PostOutcome:
     question_id: str | None = None
     ts: str | None = None
     detail: str = ""
+
 
 @dataclass(frozen=True)
 class _Snapshot:
@@ -107,6 +125,7 @@ class _Snapshot:
     def of(cls, drill: Drill, tz: Any) -> _Snapshot:
         day_start = datetime.combine(drill.day, time(0), tzinfo=tz).astimezone(UTC)
         return cls(drill.id, drill.channel, day_start, drill.question_id, drill.ts, drill.deadline, drill.status)
+
 
 class DrillService:
     def __init__(
@@ -296,6 +315,10 @@ class DrillService:
                 session, drill.id, owner=owner, reveal_ts=reveal_ts, answer_count=answered, now=self.clock()
             )
         log.info("drill %s: revealed (%d answered)", drill.id, answered)
+        try:
+            self.fold_streaks(drill.channel)
+        except Exception:  # the leaderboard replays unfolded drills, so this only costs speed
+            log.warning("drill %s: could not update the stored streaks", drill.id, exc_info=True)
         return True
 
     # -- answers ---------------------------------------------------------------------------------
@@ -339,6 +362,8 @@ class DrillService:
                 text=_clean(message.get("text")),
                 now=self.clock(),
             )
+            if new and drill.streak_applied:  # a late redelivery changed history already folded in
+                repo.reset_streaks(session, channel)
         return "answer recorded" if new else "duplicate ignored"
 
     def _record_edit(
@@ -360,9 +385,18 @@ class DrillService:
             written = slack_ts_to_datetime(message["ts"])
             if written is None or written > drill.deadline:
                 return "ignored: after the deadline"
-            repo.insert_answer(
-                session, drill=drill, user_id=str(message["user"]), message_ts=str(message["ts"]), text=text, now=now
-            )
+            if (
+                repo.insert_answer(
+                    session,
+                    drill=drill,
+                    user_id=str(message["user"]),
+                    message_ts=str(message["ts"]),
+                    text=text,
+                    now=now,
+                )
+                and drill.streak_applied
+            ):
+                repo.reset_streaks(session, channel)
         return "answer recorded from edit"
 
     def _record_delete(self, channel: str, event: Mapping[str, Any]) -> str:
@@ -382,13 +416,51 @@ class DrillService:
     # -- streaks ---------------------------------------------------------------------------------
 
     def leaderboard(self, channel: str | None = None) -> list[Streak]:
-        channel = channel or self.settings.drill_channel
+        """Everyone's streak in the channel: the stored state plus the drills not folded into it yet."""
         now = self.clock()
         with self.db.transaction() as session:
-            drills = repo.drills_in_order(session, channel)
-            answered = repo.answered_drills_by_user(session, channel)
-        refs = [DrillRef(d.id, d.status == DrillStatus.OPEN and d.deadline > now) for d in drills]
-        return rank(compute_streaks(refs, answered).values())
+            channel = self._leaderboard_channel(session, channel)
+            if channel is None:
+                return []
+            stored = _stored_streaks(session, channel)
+            pending = repo.pending_streak_drills(session, channel)
+            answered = repo.answered_in(session, [d.id for d in pending])
+        refs = [DrillRef(d.id, d.status in _OPEN_STATES and d.deadline > now) for d in pending]
+        return rank(compute_streaks(refs, answered, start=stored).values())
+
+    def _leaderboard_channel(self, session: Any, channel: str | None) -> str | None:
+        channel = channel or self.settings.drill_channel
+        if channel is not None:
+            return channel
+        channels = repo.drill_channels(session)
+        if len(channels) > 1:
+            raise ConfigError(f"drills exist in several channels ({', '.join(channels)}); name one with --channel")
+        return channels[0] if channels else None
+
+    def fold_streaks(self, channel: str) -> int:
+        """Fold closed drills, in order, into the stored streaks; returns how many were folded.
+
+        Stops at the first drill that is still open or being revealed, so the state is always "as of
+        drill N". Two processes folding at once: only one wins the claim; the other rolls back.
+        """
+        try:
+            with self.db.transaction() as session:
+                ids = []
+                for drill in repo.pending_streak_drills(session, channel):
+                    if drill.status not in _FINAL_STATES:
+                        break
+                    ids.append(drill.id)
+                if not ids:
+                    return 0
+                if not repo.claim_streak_fold(session, ids):
+                    raise _FoldConflict
+                refs = [DrillRef(i, False) for i in ids]
+                folded = compute_streaks(refs, repo.answered_in(session, ids), start=_stored_streaks(session, channel))
+                rows = ((s.user_id, s.current, s.longest, s.total) for s in folded.values())
+                repo.replace_streak_states(session, channel, rows)
+        except _FoldConflict:
+            return 0
+        return len(ids)
 
     # -- helpers ---------------------------------------------------------------------------------
 

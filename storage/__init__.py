@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from storage.db import Database
-from storage.models import Answer, Base, Drill, DrillStatus
+from storage.models import Answer, Base, Drill, DrillStatus, StreakState
 
-__all__ = ["Answer", "Base", "Database", "Drill", "DrillStatus"]
+__all__ = ["Answer", "Base", "Database", "Drill", "DrillStatus", "StreakState"]

@@ -74,11 +74,11 @@ class Database:
         except OperationalError as exc:
             raise ConfigError(f"DATABASE_URL: cannot open the database ({_reason(exc)})") from None
 
-    def upgrade(self) -> None:
-        """Bring the schema to the latest migration; a no-op (one query) when it already is."""
+    def upgrade(self, revision: str = "head") -> None:
+        """Bring the schema to `revision` (the latest by default); a no-op (one query) when it already is."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        head = ScriptDirectory.from_config(config).get_current_head()
+        head = ScriptDirectory.from_config(config).get_current_head() if revision == "head" else revision
         try:
             with self.engine.connect() as conn:
                 current = MigrationContext.configure(conn).get_current_revision()
@@ -86,7 +86,7 @@ class Database:
                 if current == head:
                     return
                 config.attributes["connection"] = conn
-                command.upgrade(config, "head")
+                command.upgrade(config, revision)
         except OperationalError as exc:
             raise ConfigError(f"DATABASE_URL: cannot open the database ({_reason(exc)})") from None
 

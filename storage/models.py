@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Answer", "Base", "Drill", "DrillStatus", "UTCDateTime"]
+__all__ = ["Answer", "Base", "Drill", "DrillStatus", "StreakState", "UTCDateTime"]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -91,6 +91,8 @@ class Drill(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(128), default=None)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     error: Mapped[str | None] = mapped_column(String(255), default=None)
+    # True once this closed drill has been folded into `streaks` (in drill order, see StreakState).
+    streak_applied: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
 
 
@@ -111,3 +113,19 @@ class Answer(Base):
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class StreakState(Base):
+    """Each person's streak in a channel as of the last closed drill folded in (`Drill.streak_applied`).
+
+    Kept up to date as drills close, so a leaderboard reads one row per person plus the few drills not
+    folded in yet, instead of replaying years of answers. `bot.domain.streaks` is the one rule for both.
+    """
+
+    __tablename__ = "streaks"
+
+    channel: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    current: Mapped[int] = mapped_column(Integer, default=0)
+    longest: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)

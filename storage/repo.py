@@ -7,24 +7,30 @@ CONFLICT DO NOTHING, UPDATE ... WHERE status = ...) whose row count says who won
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from storage.models import Answer, Drill, DrillStatus
+from storage.models import Answer, Drill, DrillStatus, StreakState
 
 __all__ = [
-    "answered_drills_by_user",
+    "answered_in",
+    "claim_streak_fold",
+    "drill_channels",
     "answerer_count",
     "claim",
     "drill_by_ts",
     "drill_of_answer",
     "drill_for_day",
     "drills_needing_reveal",
-    "drills_in_order",
+    "pending_streak_drills",
+    "replace_streak_states",
+    "reset_streaks",
+    "streak_states",
     "finish_post",
     "insert_answer",
     "insert_drill",
@@ -94,9 +100,7 @@ def claim(session: Session, drill: Drill, *, to_status: DrillStatus, owner: str,
     return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
 
 
-def finish_post(
-    session: Session, drill_id: int, *, owner: str, ts: str, now: datetime, deadline: datetime
-) -> bool:
+def finish_post(session: Session, drill_id: int, *, owner: str, ts: str, now: datetime, deadline: datetime) -> bool:
     result = session.execute(
         update(Drill)
         .where(Drill.id == drill_id, Drill.status == DrillStatus.POSTING, Drill.claimed_by == owner)
@@ -204,23 +208,54 @@ def answerer_count(session: Session, drill_id: int) -> int:
     return int(session.scalar(stmt) or 0)
 
 
-def _posted_drills(channel: str | None) -> Select[Drill]:
-    stmt = select(Drill).where(Drill.status.in_([DrillStatus.OPEN, DrillStatus.REVEALING, DrillStatus.CLOSED]))
-    return stmt if channel is None else stmt.where(Drill.channel == channel)
+def drill_channels(session: Session) -> list[str]:
+    return list(session.scalars(select(Drill.channel).where(Drill.ts.is_not(None)).distinct().order_by(Drill.channel)))
 
 
-def drills_in_order(session: Session, channel: str | None) -> list[Drill]:
-    return list(session.scalars(_posted_drills(channel).order_by(Drill.day, Drill.id)))
+def pending_streak_drills(session: Session, channel: str) -> list[Drill]:
+    """Posted drills not folded into the stored streaks yet, in drill order."""
+    stmt = select(Drill).where(Drill.channel == channel, Drill.ts.is_not(None), ~Drill.streak_applied)
+    return list(session.scalars(stmt.order_by(Drill.day, Drill.id)))
 
 
-def answered_drills_by_user(session: Session, channel: str | None) -> dict[str, set[int]]:
-    stmt = select(Answer.user_id, Answer.drill_id).where(~Answer.deleted).distinct()
-    if channel is not None:
-        stmt = stmt.where(Answer.channel == channel)
+def answered_in(session: Session, drill_ids: Sequence[int]) -> dict[str, set[int]]:
+    """Who answered which of these drills (withdrawn answers excluded)."""
     result: dict[str, set[int]] = defaultdict(set)
+    if not drill_ids:
+        return {}
+    stmt = select(Answer.user_id, Answer.drill_id).where(Answer.drill_id.in_(drill_ids), ~Answer.deleted).distinct()
     for user_id, drill_id in session.execute(stmt):
         result[user_id].add(drill_id)
     return dict(result)
+
+
+def streak_states(session: Session, channel: str) -> list[StreakState]:
+    return list(session.scalars(select(StreakState).where(StreakState.channel == channel)))
+
+
+def claim_streak_fold(session: Session, drill_ids: Sequence[int]) -> bool:
+    """Mark drills as folded into the streaks; False if another process folded any of them first."""
+    result = session.execute(
+        update(Drill).where(Drill.id.in_(drill_ids), ~Drill.streak_applied).values(streak_applied=True)
+    )
+    return result.rowcount == len(drill_ids)  # type: ignore[attr-defined, no-any-return]
+
+
+def replace_streak_states(session: Session, channel: str, rows: Iterable[tuple[str, int, int, int]]) -> None:
+    """Store (user, current, longest, total) for the channel, replacing what was there."""
+    session.execute(delete(StreakState).where(StreakState.channel == channel))
+    values = [
+        {"channel": channel, "user_id": user, "current": current, "longest": longest, "total": total}
+        for user, current, longest, total in rows
+    ]
+    if values:
+        session.execute(insert(StreakState), values)
+
+
+def reset_streaks(session: Session, channel: str) -> None:
+    """Forget the stored streaks of a channel (history changed); they are rebuilt from the answers."""
+    session.execute(delete(StreakState).where(StreakState.channel == channel))
+    session.execute(update(Drill).where(Drill.channel == channel).values(streak_applied=False))
 
 
 def release(session: Session, drill_id: int, *, owner: str, now: datetime) -> None:

@@ -28,12 +28,22 @@ class Streak:
     total: int
 
 
-def compute_streaks(drills: Sequence[DrillRef], answered: Mapping[str, Iterable[int]]) -> dict[str, Streak]:
-    """Streaks of every user in `answered` (user -> drill ids they answered) over `drills` in order."""
+def compute_streaks(
+    drills: Sequence[DrillRef],
+    answered: Mapping[str, Iterable[int]],
+    start: Mapping[str, Streak] | None = None,
+) -> dict[str, Streak]:
+    """Streaks after `drills` (in order), given who answered which (user -> drill ids).
+
+    `start` is the state before those drills (the stored state as of the last folded-in drill); without
+    it, `drills` is the whole history. Both the stored state and every leaderboard use this one rule.
+    """
+    start = start or {}
     result: dict[str, Streak] = {}
-    for user, drill_ids in answered.items():
-        mine = set(drill_ids)
-        current = longest = total = 0
+    for user in start.keys() | answered.keys():
+        mine = set(answered.get(user, ()))
+        before = start.get(user)
+        current, longest, total = (before.current, before.longest, before.total) if before else (0, 0, 0)
         for drill in drills:
             if drill.id in mine:
                 current += 1

@@ -36,11 +36,13 @@ class Failure:
     headers: dict[str, str] = field(default_factory=dict)
     body: dict[str, Any] | None = None
     delay: float = 0.0
-    act: bool = False  # perform the call, then answer with the failure anyway
+    # Perform the call first (Slack did act on it), then wait `delay`, then answer with the failure, or
+    # with the normal reply when status is 200 and no body is given (a slow success).
+    act: bool = False
 
 
 class FakeSlack:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.calls: list[Call] = []
         self.messages: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.failures: dict[str, list[Failure]] = defaultdict(list)
@@ -62,7 +64,7 @@ class FakeSlack:
             def do_POST(self) -> None:
                 fake._handle(self)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -139,10 +141,13 @@ class FakeSlack:
         if delay:
             time.sleep(delay)
         if failure is not None:
+            result = self._dispatch(method, params, headers) if failure.act else None
             if failure.delay:
                 time.sleep(failure.delay)
-            if failure.act:
-                self._dispatch(method, params, headers)
+            if result is not None and failure.status == 200 and failure.body is None:
+                call.status = result[0]  # acted, then answered late but normally
+                self._send(request, result[0], result[1], failure.headers)
+                return
             call.status = failure.status
             body = failure.body if failure.body is not None else {"ok": False, "error": "fatal_error"}
             self._send(request, failure.status, body, failure.headers)
