@@ -7,10 +7,12 @@ limits (50 blocks, 3,000 characters per section text, 150 per header) by splitti
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any
 
+from bot.domain.practice import category_scores
 from bot.domain.questions import Question, QuestionBank
 from bot.domain.streaks import Streak
 
@@ -90,56 +92,186 @@ def _meta(question: Question) -> str:
     return f"*Category:* {escape(question.category)}  ·  *Difficulty:* {escape(question.difficulty)}"
 
 
+# Action and view ids: the contract between these builders and bot/listeners.
+ANSWER_ACTION = "drill_answer"
+ANSWER_VIEW = "sealed_answer"
+ANSWER_BLOCK, ANSWER_INPUT = "answer", "answer_text"
+RATE_ACTION_PREFIX = "rate_"
+RATE_CHOICES = (("nailed", "Nailed it"), ("partly", "Partly"), ("missed", "Missed"))
+PRACTICE_GUIDANCE = "practice_show_guidance"
+PRACTICE_ANOTHER = "practice_another"
+HOME_PRACTICE = "home_practice"
+PRACTICE_VIEW = "practice_modal"
+
+
+def _button(text: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text, "emoji": True},
+        "action_id": action_id,
+        "value": value[:2000],
+    }
+    if style:
+        button["style"] = style
+    return button
+
+
+def _actions(block_id: str, *buttons: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "actions", "block_id": block_id, "elements": list(buttons)}
+
+
+def countdown(deadline: datetime) -> str:
+    """The deadline in each reader's time zone, and how far away it is (Slack renders both)."""
+    fallback = deadline.strftime("%a %d %b %H:%M UTC")
+    return f"<!date^{int(deadline.timestamp())}^{{date_short_pretty}} at {{time}} ({{ago}})|{fallback}>"
+
+
 def drill_message(
-    question: Question, *, deadline: datetime, closed: bool = False, answered: int | None = None
+    question: Question,
+    *,
+    deadline: datetime,
+    closed: bool = False,
+    answered: int = 0,
+    sealed: bool = False,
+    drill_id: int | None = None,
 ) -> Message:
     title = escape(question.title)
     blocks: list[dict[str, Any]] = [_header("Interview drill"), _section(f"*{title}*"), _context(_meta(question))]
     if closed:
-        count = answered or 0
-        status = f":white_check_mark: *Closed.* {count} answered. The guidance is in the thread."
-        text = f"Interview drill (closed, {count} answered): {question.title}"
-    else:
-        status = (
-            ":speech_balloon: *Reply in this thread* to answer. "
-            f"Answers close {slack_date(deadline)}; then the guidance is posted here."
-        )
-        text = escape(
+        blocks.append(_section(f":white_check_mark: *Closed.* {answered} answered. The guidance is in the thread."))
+        return _message(escape(f"Interview drill (closed, {answered} answered): {question.title}"), blocks)
+    how = (
+        "*Answer privately* with the button (or reply in this thread)" if sealed else "*Reply in this thread* to answer"
+    )
+    blocks.append(
+        _section(f":speech_balloon: {how}. Answers close {countdown(deadline)}; then the guidance is posted here.")
+    )
+    if sealed and drill_id is not None:
+        blocks.append(_actions("drill_actions", _button("Answer", ANSWER_ACTION, str(drill_id), "primary")))
+    blocks.append(_context(f":busts_in_silhouette: {answered} answered so far"))
+    text = (
+        escape(
             f"Interview drill: {question.title} ({question.category}, {question.difficulty}). "
             "Reply in the thread to answer before "
-        ) + f"{slack_date(deadline)}."
-        blocks.append(_section(status))
-        return _message(text, blocks)
-    blocks.append(_section(status))
-    return _message(escape(text), blocks)
+        )
+        + f"{slack_date(deadline)}."
+    )
+    return _message(text, blocks)
 
 
 def _bullets(items: Iterable[str]) -> str:
     return "\n".join(f"• {escape(item)}" for item in items)
 
 
-def reveal_message(question: Question, *, answered: int) -> Message:
+def _guidance_blocks(question: Question) -> list[dict[str, Any]]:
+    blocks = [*_sections(escape(question.guidance)), *_sections(f"*Key points*\n{_bullets(question.key_points)}")]
+    if question.follow_ups:
+        blocks.extend(_sections(f"*Follow-up questions*\n{_bullets(question.follow_ups)}"))
+    return blocks
+
+
+def reveal_message(question: Question, *, answered: int, drill_id: int | None = None) -> Message:
     blocks: list[dict[str, Any]] = [
         _header("Guidance"),
         _section(f"*{escape(question.title)}*"),
-        *_sections(escape(question.guidance)),
-        *_sections(f"*Key points*\n{_bullets(question.key_points)}"),
+        *_guidance_blocks(question),
+        _context(f":busts_in_silhouette: {answered} answered. Thanks to everyone who took part."),
     ]
-    if question.follow_ups:
-        blocks.extend(_sections(f"*Follow-up questions*\n{_bullets(question.follow_ups)}"))
-    blocks.append(_context(f"{answered} answered. Thanks to everyone who took part."))
+    if drill_id is not None:
+        blocks.append(_section("How did you do? Rate yourself (only you see your ratings, on the Home tab):"))
+        buttons = [_button(label, f"{RATE_ACTION_PREFIX}{key}", str(drill_id)) for key, label in RATE_CHOICES]
+        blocks.append(_actions("rate", *buttons))
     text = f"Guidance for: {question.title}\n\n{question.guidance}"
+    tail = 3 if drill_id is not None else 1  # participation line and rating buttons always fit
+    if len(blocks) > MAX_BLOCKS:
+        blocks = [*blocks[: MAX_BLOCKS - tail - 1], _context("(guidance shortened to fit)"), *blocks[-tail:]]
     return _message(escape(text), blocks)
 
 
-def practice_message(question: Question) -> Message:
+def sealed_answers_messages(answers: Sequence[tuple[str, str]]) -> list[Message]:
+    """The sealed answers, attributed and escaped, split into as many messages as the limits need."""
+    if not answers:
+        return []
+    blocks = [_section(f"*Sealed answers* ({len(answers)})")]
+    for user_id, text in answers:
+        blocks.extend(_sections(f"*<@{user_id}>*\n{escape(text) or '_(empty)_'}"))
+    messages = []
+    per_message = MAX_BLOCKS - 1
+    for start in range(0, len(blocks), per_message):
+        part = blocks[start : start + per_message]
+        messages.append(_message(f"Sealed answers ({len(answers)})", part))
+    return messages
+
+
+def reminder_message(*, left: timedelta, answered: int) -> Message:
+    minutes = max(1, round(left.total_seconds() / 60))
+    when = f"{minutes} minutes" if minutes < 120 else f"about {round(minutes / 60)} hours"
+    text = f":hourglass_flowing_sand: {when} left to answer this drill. {answered} answered so far."
+    return _message(text, [_section(text)])
+
+
+def answer_modal(question: Question, *, drill_id: int, current: str = "") -> dict[str, Any]:
+    element: dict[str, Any] = {
+        "type": "plain_text_input",
+        "action_id": ANSWER_INPUT,
+        "multiline": True,
+        "max_length": 3000,
+        "placeholder": {"type": "plain_text", "text": "Your answer stays private until the reveal"},
+    }
+    if current:
+        element["initial_value"] = current[:3000]
+    return {
+        "type": "modal",
+        "callback_id": ANSWER_VIEW,
+        "private_metadata": str(drill_id),
+        "title": {"type": "plain_text", "text": "Your answer"},
+        "submit": {"type": "plain_text", "text": "Submit"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            _section(f"*{escape(question.title)}*"),
+            {
+                "type": "input",
+                "block_id": ANSWER_BLOCK,
+                "label": {"type": "plain_text", "text": "Answer"},
+                "element": element,
+            },
+            _context("Only you see it until the answer window closes; then it is posted in the drill's thread."),
+        ],
+    }
+
+
+def practice_blocks(question: Question, *, filters: str = "", show_guidance: bool = False) -> list[dict[str, Any]]:
     tags = ", ".join(escape(t) for t in question.tags)
-    blocks = [
+    blocks: list[dict[str, Any]] = [
         _section(f":brain: *{escape(question.title)}*"),
         _context(f"{_meta(question)}  ·  *Tags:* {tags}"),
-        _context(f"Practice question, visible only to you. `{COMMAND} help` shows the filters."),
     ]
-    return _message(escape(f"Practice question: {question.title}"), blocks)
+    buttons = []
+    if show_guidance:
+        blocks.extend(_guidance_blocks(question))
+    else:
+        buttons.append(_button("Show guidance", PRACTICE_GUIDANCE, f"{question.id}|{filters}", "primary"))
+    buttons.append(_button("Another one", PRACTICE_ANOTHER, filters))
+    blocks = blocks[: MAX_BLOCKS - 1]
+    blocks.append(_actions("practice", *buttons))
+    return blocks
+
+
+def practice_message(question: Question, *, filters: str = "", show_guidance: bool = False) -> Message:
+    return _message(
+        escape(f"Practice question: {question.title}"),
+        practice_blocks(question, filters=filters, show_guidance=show_guidance),
+    )
+
+
+def practice_modal(question: Question, *, show_guidance: bool = False) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "callback_id": PRACTICE_VIEW,
+        "title": {"type": "plain_text", "text": "Practice"},
+        "close": {"type": "plain_text", "text": "Done"},
+        "blocks": practice_blocks(question, show_guidance=show_guidance),
+    }
 
 
 def help_message(bank: QuestionBank) -> Message:
@@ -149,6 +281,8 @@ def help_message(bank: QuestionBank) -> Message:
         f"• `{COMMAND}`: any question\n"
         f"• `{COMMAND} caching` or `{COMMAND} hard` or `{COMMAND} databases hard`: narrow by category, "
         "tag or difficulty (all words must match)\n"
+        f"• `{COMMAND} stats`: your own streak, answers and self-ratings\n"
+        f"• `{COMMAND} categories`: categories and tags, with how many questions each\n"
         f"• `{COMMAND} leaderboard`: the streak leaderboard (managers only)\n"
         f"• `{COMMAND} help`: this message\n\n"
         f"*Categories:* {categories}\n*Difficulties:* `easy`, `medium`, `hard`"
@@ -185,3 +319,97 @@ def leaderboard_message(streaks: Sequence[Streak], *, limit: int = 25) -> Messag
 def refusal_message() -> Message:
     text = "Sorry, the leaderboard is only for the drill's managers. Your own answers count as usual."
     return _message(text, [_section(text)])
+
+
+def _rating_lines(ratings: Mapping[str, Mapping[str, int]]) -> list[str]:
+    scores = category_scores(ratings)
+    lines = []
+    for category in sorted(scores, key=lambda c: (scores[c], c)):
+        counts = ratings[category]
+        verdict = "strong" if scores[category] >= 1.5 else "weak" if scores[category] < 1 else "so-so"
+        lines.append(
+            f"• *{escape(category)}*: {verdict} ({counts.get('nailed', 0)} nailed, "
+            f"{counts.get('partly', 0)} partly, {counts.get('missed', 0)} missed)"
+        )
+    return lines
+
+
+def _streak_line(streak: Streak | None) -> str:
+    if streak is None:
+        return "Current streak: 0  ·  Longest streak: 0  ·  Answers: 0"
+    return f"Current streak: {streak.current}  ·  Longest streak: {streak.longest}  ·  Answers: {streak.total}"
+
+
+def stats_message(streak: Streak | None, ratings: Mapping[str, Mapping[str, int]]) -> Message:
+    lines = ["*Your drill stats* (only you see this)", _streak_line(streak)]
+    rated = _rating_lines(ratings)
+    lines.append("*Self-ratings by category*\n" + "\n".join(rated) if rated else "No self-ratings yet.")
+    return _message(_streak_line(streak), _sections("\n".join(lines)))
+
+
+def categories_message(bank: QuestionBank) -> Message:
+    categories = ", ".join(f"`{escape(c)}` ({n})" for c, n in sorted(bank.categories.items()))
+    tags = ", ".join(f"`{escape(t)}` ({n})" for t, n in sorted(bank.tags.items()))
+    body = f"*Categories*\n{categories}\n\n*Tags*\n{tags}"
+    return _message(f"{len(bank.categories)} categories, {len(bank.tags)} tags", _sections(body))
+
+
+@dataclass(frozen=True)
+class RecentDrill:
+    day: date
+    question: Question | None
+    answered: int
+    revealed: bool
+
+
+@dataclass(frozen=True)
+class HomeData:
+    streak: Streak | None
+    recent: Sequence[RecentDrill]
+    ratings: Mapping[str, Mapping[str, int]]
+    snoozed_until: date | None = None
+    leaderboard: Sequence[Streak] | None = None  # only for managers
+    hidden_count: int = 0  # managers: people who opted out of the leaderboard
+
+
+def _title(question: Question | None) -> str:
+    return escape(question.title) if question else "question removed from the bank"
+
+
+def home_view(data: HomeData) -> dict[str, Any]:
+    """The App Home tab. Everything on it is the viewer's own, except the manager section."""
+    blocks: list[dict[str, Any]] = [_header("Your interview drills"), _section(_streak_line(data.streak))]
+    if data.snoozed_until:
+        blocks.append(
+            _context(f":zzz: Snoozed until {data.snoozed_until.isoformat()}: missed drills don't break your streak.")
+        )
+    blocks.append(_actions("home", _button("Practice a question", HOME_PRACTICE, "home", "primary")))
+    rated = _rating_lines(data.ratings)
+    blocks.append(
+        _section(
+            "*Where you stand* (your self-ratings)\n"
+            + ("\n".join(rated) if rated else "Rate yourself after a reveal to see your strong and weak categories.")
+        )
+    )
+    blocks.append({"type": "divider"})
+    blocks.append(_section("*Recent drills*"))
+    for drill in [d for d in data.recent if d.revealed][:5]:  # an open drill's guidance would spoil it
+        if drill.question is None:
+            continue
+        guidance = _truncate(escape(drill.question.guidance), 600)
+        blocks.append(_section(f"*{drill.day.isoformat()}*: {escape(drill.question.title)}\n{guidance}"))
+    if data.leaderboard is not None:
+        blocks.append({"type": "divider"})
+        blocks.append(_header("Manager view"))
+        lines = [
+            f"{rank}. <@{s.user_id}>: current {s.current}, longest {s.longest}, {s.total} answers"
+            for rank, s in enumerate(data.leaderboard[:20], start=1)
+        ]
+        if data.hidden_count:
+            lines.append(f"…plus {data.hidden_count} people who keep their streaks private.")
+        blocks.extend(_sections("*Streak leaderboard*\n" + ("\n".join(lines) or "No answers yet.")))
+        participation = "\n".join(
+            f"• {d.day.isoformat()}: {d.answered} answered ({_title(d.question)})" for d in data.recent[:10]
+        )
+        blocks.extend(_sections("*Participation per drill*\n" + (participation or "No drills yet.")))
+    return {"type": "home", "blocks": blocks[:MAX_BLOCKS]}

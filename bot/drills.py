@@ -16,13 +16,14 @@ import secrets
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 
 from bot import blocks
 from bot.domain.answers import is_person_reply
 from bot.domain.claims import Owner, can_take_over
+from bot.domain.practice import RATINGS
 from bot.domain.questions import Question, QuestionBank
 from bot.domain.rotation import next_question
 from bot.domain.streaks import DrillRef, Streak, compute_streaks, rank
@@ -79,6 +80,7 @@ def _clean(text: Any) -> str:
     return str(text or "").replace("\x00", "\ufffd")
 
 
+LIVE_COUNT_INTERVAL = timedelta(seconds=5)
 _OPEN_STATES = frozenset({DrillStatus.OPEN, DrillStatus.REVEALING})
 _FINAL_STATES = frozenset({DrillStatus.CLOSED, DrillStatus.FAILED})
 
@@ -120,11 +122,14 @@ class _Snapshot:
     ts: str | None
     deadline: datetime
     status: str
+    sealed: bool
 
     @classmethod
     def of(cls, drill: Drill, tz: Any) -> _Snapshot:
         day_start = datetime.combine(drill.day, time(0), tzinfo=tz).astimezone(UTC)
-        return cls(drill.id, drill.channel, day_start, drill.question_id, drill.ts, drill.deadline, drill.status)
+        return cls(
+            drill.id, drill.channel, day_start, drill.question_id, drill.ts, drill.deadline, drill.status, drill.sealed
+        )
 
 
 class DrillService:
@@ -186,6 +191,7 @@ class DrillService:
                     deadline=now + self.schedule.window,
                     owner=str(self.owner),
                     now=now,
+                    sealed=self.settings.drill_sealed,
                 )
                 if drill is None:
                     return PostOutcome(PostResult.IN_PROGRESS, detail="another process is posting today's drill")
@@ -229,7 +235,7 @@ class DrillService:
             deadline = self.clock() + self.schedule.window if reconcile else drill.deadline
             ts = self.slack.post(
                 drill.channel,
-                blocks.drill_message(question, deadline=deadline),
+                blocks.drill_message(question, deadline=deadline, sealed=drill.sealed, drill_id=drill.id),
                 event_type=DRILL_EVENT,
                 drill_id=drill.id,
             )
@@ -288,11 +294,13 @@ class DrillService:
             if reveal_ts is None:
                 reveal_ts = self.slack.post(
                     drill.channel,
-                    blocks.reveal_message(question, answered=answered),
+                    blocks.reveal_message(question, answered=answered, drill_id=drill.id),
                     thread_ts=drill.ts,
                     event_type=REVEAL_EVENT,
                     drill_id=drill.id,
                 )
+                if drill.sealed:
+                    self._post_sealed_answers(drill)
         except (SlackSetupError, QuestionBankError) as exc:
             log.error("drill %s: guidance not posted: %s", drill.id, exc)
             with self.db.transaction() as session:
@@ -320,6 +328,118 @@ class DrillService:
         except Exception:  # the leaderboard replays unfolded drills, so this only costs speed
             log.warning("drill %s: could not update the stored streaks", drill.id, exc_info=True)
         return True
+
+    def _post_sealed_answers(self, drill: _Snapshot) -> None:
+        """The sealed answers, right after the guidance (attributed by user ID, their text escaped)."""
+        with self.db.transaction() as session:
+            answers = repo.modal_answers(session, drill.id)
+        for message in blocks.sealed_answers_messages(answers):
+            try:
+                self.slack.post(drill.channel, message, thread_ts=drill.ts)
+            except Exception as exc:  # the guidance is out; say so rather than retry into duplicates
+                log.warning("drill %s: sealed answers not posted (%s)", drill.id, describe_failure(exc))
+                return
+
+    # -- live drill message and the reminder ---------------------------------------------------
+
+    def refresh_live_counts(self) -> int:
+        """Update "N answered" on open drill messages whose count changed, at most every few seconds each."""
+        now = self.clock()
+        with self.db.transaction() as session:
+            candidates = [
+                (_Snapshot.of(d, self.schedule.tz), n, d)
+                for d, n in repo.open_drills_with_counts(session)
+                if n != d.count_shown
+                and (d.count_updated_at is None or now - d.count_updated_at >= LIVE_COUNT_INTERVAL)
+                and d.deadline > now
+            ]
+            claimed = [(snap, n) for snap, n, d in candidates if repo.claim_count_refresh(session, d, count=n, now=now)]
+        for drill, count in claimed:
+            try:
+                question = self._question(drill.question_id)
+                message = blocks.drill_message(
+                    question, deadline=drill.deadline, answered=count, sealed=drill.sealed, drill_id=drill.id
+                )
+                self.slack.update(drill.channel, str(drill.ts), message)
+            except Exception as exc:  # cosmetic; the next change retries
+                log.warning("drill %s: live count not updated (%s)", drill.id, describe_failure(exc))
+        return len(claimed)
+
+    def send_reminders(self) -> int:
+        """DRILL_REMINDER before the deadline: one quiet thread reply per drill, mentioning nobody."""
+        reminder = self.settings.drill_reminder
+        if reminder is None:
+            return 0
+        now = self.clock()
+        sent = 0
+        with self.db.transaction() as session:
+            due = [
+                (_Snapshot.of(d, self.schedule.tz), n)
+                for d, n in repo.open_drills_with_counts(session)
+                if d.reminded_at is None
+                and d.deadline - reminder <= now < d.deadline
+                and (d.posted_at is None or d.deadline - reminder > d.posted_at)
+                and repo.claim_reminder(session, d.id, now)
+            ]
+        for drill, count in due:
+            try:
+                self.slack.post(
+                    drill.channel,
+                    blocks.reminder_message(left=drill.deadline - now, answered=count),
+                    thread_ts=drill.ts,
+                )
+                sent += 1
+            except Exception as exc:  # one quiet nudge: never a second attempt that could double it
+                log.warning("drill %s: reminder not posted (%s)", drill.id, describe_failure(exc))
+        return sent
+
+    # -- sealed answers and self-ratings ---------------------------------------------------------
+
+    def sealed_answer_form(self, drill_id: int, user_id: str) -> tuple[Question, str] | str:
+        """The question and the person's current sealed answer, or why they cannot answer."""
+        with self.db.transaction() as session:
+            drill = session.get(Drill, drill_id)
+            if drill is None or drill.ts is None:
+                return "That drill no longer exists."
+            if drill.status != DrillStatus.OPEN or drill.deadline <= self.clock():
+                return "This drill is closed; the guidance is in its thread."
+            current = next((text for user, text in repo.modal_answers(session, drill_id) if user == user_id), "")
+            question_id = drill.question_id
+        question = self.bank.get(question_id)
+        return (question, current) if question else "That question is no longer in the bank."
+
+    def submit_sealed_answer(self, drill_id: int, user_id: str, text: str) -> str | None:
+        """Store a sealed answer; returns an error for the person, or None when stored."""
+        text = _clean(text).strip()
+        if not text:
+            return "Write an answer first."
+        now = self.clock()
+        with self.db.transaction() as session:
+            drill = session.get(Drill, drill_id)
+            if drill is None or drill.ts is None:
+                return "That drill no longer exists."
+            if drill.status != DrillStatus.OPEN or drill.deadline < now:
+                return "Too late: this drill closed and answers are locked."
+            repo.upsert_modal_answer(session, drill=drill, user_id=user_id, text=text, now=now)
+        return None
+
+    def rate(self, drill_id: int, user_id: str, rating: str) -> str:
+        """Record a self-rating; returns the one-line reply for the person."""
+        if rating not in RATINGS:
+            return "Unknown rating."
+        with self.db.transaction() as session:
+            drill = session.get(Drill, drill_id)
+            if drill is None:
+                return "That drill no longer exists."
+            if not repo.has_answered(session, drill_id, user_id):
+                return "Only people who answered this drill can rate themselves on it."
+            question = self.bank.get(drill.question_id)
+            category = question.category if question else "unknown"
+            repo.upsert_rating(
+                session, drill_id=drill_id, user_id=user_id, rating=rating, category=category, now=self.clock()
+            )
+        label = dict(blocks.RATE_CHOICES)[rating]
+        return f"Saved: *{label}*. Your ratings per category are on the drillbot Home tab."
 
     # -- answers ---------------------------------------------------------------------------------
 

@@ -47,11 +47,17 @@ class _QuietRepeats:
 def build_scheduler(service: DrillService, *, tick_seconds: float) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(
         timezone=UTC,
-        executors={"default": ThreadPoolExecutor(max_workers=2)},
+        executors={"default": ThreadPoolExecutor(max_workers=4)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
     )
     start = datetime.now(UTC)
-    for name, job in (("post", service.post_if_due), ("reveal", service.reveal_due)):
+    jobs = (
+        ("post", service.post_if_due),
+        ("reveal", service.reveal_due),
+        ("live_counts", service.refresh_live_counts),
+        ("reminders", service.send_reminders),
+    )
+    for name, job in jobs:
         scheduler.add_job(
             _QuietRepeats(name, job), "interval", seconds=tick_seconds, id=name, name=name, next_run_time=start
         )

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///drills.db"
     questions_file: str = "questions.yaml"
     port: int = Field(default=3000, ge=0, le=65535)
+    drill_sealed: bool = False
+    drill_reminder: timedelta | None = None
     # How often the scheduler reconciles the database with Slack (post what is due, reveal what is
     # overdue). Not part of the documented contract; tests and benchmarks lower it.
     drill_tick_seconds: float = Field(default=1.0, gt=0, le=60)
@@ -60,6 +62,13 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_window(cls, value: Any) -> Any:
         return parse_window(value) if isinstance(value, str) else value
+
+    @field_validator("drill_reminder", mode="before")
+    @classmethod
+    def _parse_reminder(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_window(value) if value.strip() else None
+        return value
 
     @field_validator("drill_managers", mode="before")
     @classmethod

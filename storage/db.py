@@ -74,11 +74,19 @@ class Database:
         except OperationalError as exc:
             raise ConfigError(f"DATABASE_URL: cannot open the database ({_reason(exc)})") from None
 
-    def upgrade(self, revision: str = "head") -> None:
-        """Bring the schema to `revision` (the latest by default); a no-op (one query) when it already is."""
+    @staticmethod
+    def _config() -> Config:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        head = ScriptDirectory.from_config(config).get_current_head() if revision == "head" else revision
+        return config
+
+    def head(self) -> str | None:
+        return ScriptDirectory.from_config(self._config()).get_current_head()
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Bring the schema to `revision` (the latest by default); a no-op (one query) when it already is."""
+        config = self._config()
+        head = self.head() if revision == "head" else revision
         try:
             with self.engine.connect() as conn:
                 current = MigrationContext.configure(conn).get_current_revision()

@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Answer", "Base", "Drill", "DrillStatus", "StreakState", "UTCDateTime"]
+__all__ = ["Answer", "Base", "Drill", "DrillStatus", "PracticeView", "Rating", "StreakState", "UTCDateTime"]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -93,6 +93,12 @@ class Drill(Base):
     error: Mapped[str | None] = mapped_column(String(255), default=None)
     # True once this closed drill has been folded into `streaks` (in drill order, see StreakState).
     streak_applied: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Sealed drills take answers in a modal and reveal them with the guidance (DRILL_SEALED at post time).
+    sealed: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The live "N answered" on the drill message: what it shows, and when it was last refreshed.
+    count_shown: Mapped[int] = mapped_column(Integer, default=0)
+    count_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
 
 
@@ -111,6 +117,8 @@ class Answer(Base):
     user_id: Mapped[str] = mapped_column(String(32))
     text: Mapped[str] = mapped_column(Text, default="")
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # "thread" (a reply, public in Slack) or "modal" (sealed: private until the reveal).
+    source: Mapped[str] = mapped_column(String(16), default="thread")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -129,3 +137,26 @@ class StreakState(Base):
     current: Mapped[int] = mapped_column(Integer, default=0)
     longest: Mapped[int] = mapped_column(Integer, default=0)
     total: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Rating(Base):
+    """A person's self-rating after a reveal: nailed it / partly / missed."""
+
+    __tablename__ = "ratings"
+
+    drill_id: Mapped[int] = mapped_column(ForeignKey("drills.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    rating: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str] = mapped_column(String(64))
+    rated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PracticeView(Base):
+    """Which practice questions a person has seen, and when (spaced repetition)."""
+
+    __tablename__ = "practice_views"
+
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    question_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    times: Mapped[int] = mapped_column(Integer, default=1)

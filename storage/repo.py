@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from storage.models import Answer, Drill, DrillStatus, StreakState
+from storage.models import Answer, Drill, DrillStatus, PracticeView, Rating, StreakState
 
 __all__ = [
     "answered_in",
@@ -60,7 +60,15 @@ def used_question_ids(session: Session, channel: str) -> list[str]:
 
 
 def insert_drill(
-    session: Session, *, channel: str, day: date, question_id: str, deadline: datetime, owner: str, now: datetime
+    session: Session,
+    *,
+    channel: str,
+    day: date,
+    question_id: str,
+    deadline: datetime,
+    owner: str,
+    now: datetime,
+    sealed: bool = False,
 ) -> Drill | None:
     """Record the intent to post the day's drill; None when another process recorded it first."""
     stmt = (
@@ -75,6 +83,7 @@ def insert_drill(
             attempts=1,
             claimed_by=owner,
             claimed_at=now,
+            sealed=sealed,
         )
         .on_conflict_do_nothing(index_elements=["channel", "day"])
         .returning(Drill.id)
@@ -263,3 +272,132 @@ def release(session: Session, drill_id: int, *, owner: str, now: datetime) -> No
     session.execute(
         update(Drill).where(Drill.id == drill_id, Drill.claimed_by == owner).values(claimed_by=None, claimed_at=now)
     )
+
+
+# -- the drill experience: sealed answers, live counts, reminders, ratings, practice ----------------
+
+
+def modal_answer_ts(drill_id: int, user_id: str) -> str:
+    """The key of a sealed answer: one per person per drill (a new submission replaces it)."""
+    return f"modal:{drill_id}:{user_id}"
+
+
+def upsert_modal_answer(session: Session, *, drill: Drill, user_id: str, text: str, now: datetime) -> bool:
+    """Store or replace a person's sealed answer; True when it is their first for this drill."""
+    ts = modal_answer_ts(drill.id, user_id)
+    existing = session.scalar(select(Answer.id).where(Answer.channel == drill.channel, Answer.message_ts == ts))
+    stmt = _insert(session)(Answer).values(
+        drill_id=drill.id,
+        channel=drill.channel,
+        message_ts=ts,
+        user_id=user_id,
+        text=text,
+        deleted=False,
+        source="modal",
+        created_at=now,
+        updated_at=now,
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["channel", "message_ts"], set_={"text": text, "updated_at": now, "deleted": False}
+    )
+    session.execute(stmt)
+    return existing is None
+
+
+def modal_answers(session: Session, drill_id: int) -> list[tuple[str, str]]:
+    stmt = (
+        select(Answer.user_id, Answer.text)
+        .where(Answer.drill_id == drill_id, Answer.source == "modal", ~Answer.deleted)
+        .order_by(Answer.created_at, Answer.id)
+    )
+    return [(user, text) for user, text in session.execute(stmt)]
+
+
+def has_answered(session: Session, drill_id: int, user_id: str) -> bool:
+    stmt = select(Answer.id).where(Answer.drill_id == drill_id, Answer.user_id == user_id, ~Answer.deleted).limit(1)
+    return session.scalar(stmt) is not None
+
+
+def open_drills_with_counts(session: Session) -> list[tuple[Drill, int]]:
+    """Open, posted drills with how many people have answered each."""
+    counts = (
+        select(Answer.drill_id, func.count(func.distinct(Answer.user_id)).label("n"))
+        .where(~Answer.deleted)
+        .group_by(Answer.drill_id)
+        .subquery()
+    )
+    stmt = (
+        select(Drill, func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.drill_id == Drill.id)
+        .where(Drill.status == DrillStatus.OPEN, Drill.ts.is_not(None))
+        .order_by(Drill.id)
+    )
+    return [(drill, int(n)) for drill, n in session.execute(stmt)]
+
+
+def claim_count_refresh(session: Session, drill: Drill, *, count: int, now: datetime) -> bool:
+    same = (
+        Drill.count_updated_at.is_(None)
+        if drill.count_updated_at is None
+        else Drill.count_updated_at == drill.count_updated_at
+    )
+    result = session.execute(
+        update(Drill).where(Drill.id == drill.id, same).values(count_shown=count, count_updated_at=now)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
+
+
+def claim_reminder(session: Session, drill_id: int, now: datetime) -> bool:
+    result = session.execute(
+        update(Drill).where(Drill.id == drill_id, Drill.reminded_at.is_(None)).values(reminded_at=now)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
+
+
+def upsert_rating(session: Session, *, drill_id: int, user_id: str, rating: str, category: str, now: datetime) -> None:
+    stmt = _insert(session)(Rating).values(
+        drill_id=drill_id, user_id=user_id, rating=rating, category=category, rated_at=now
+    )
+    session.execute(
+        stmt.on_conflict_do_update(index_elements=["drill_id", "user_id"], set_={"rating": rating, "rated_at": now})
+    )
+
+
+def ratings_by_category(session: Session, user_id: str) -> dict[str, dict[str, int]]:
+    stmt = (
+        select(Rating.category, Rating.rating, func.count())
+        .where(Rating.user_id == user_id)
+        .group_by(Rating.category, Rating.rating)
+    )
+    result: dict[str, dict[str, int]] = defaultdict(dict)
+    for category, rating, n in session.execute(stmt):
+        result[category][rating] = int(n)
+    return dict(result)
+
+
+def record_practice_view(session: Session, *, user_id: str, question_id: str, now: datetime) -> None:
+    stmt = _insert(session)(PracticeView).values(user_id=user_id, question_id=question_id, seen_at=now, times=1)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["user_id", "question_id"], set_={"seen_at": now, "times": PracticeView.times + 1}
+        )
+    )
+
+
+def practice_seen(session: Session, user_id: str) -> dict[str, datetime]:
+    stmt = select(PracticeView.question_id, PracticeView.seen_at).where(PracticeView.user_id == user_id)
+    return {qid: seen for qid, seen in session.execute(stmt)}
+
+
+def recent_drills(session: Session, channel: str, *, limit: int, closed_only: bool = False) -> list[Drill]:
+    stmt = select(Drill).where(Drill.channel == channel, Drill.ts.is_not(None))
+    if closed_only:
+        stmt = stmt.where(Drill.status == DrillStatus.CLOSED)
+    return list(session.scalars(stmt.order_by(Drill.day.desc(), Drill.id.desc()).limit(limit)))
+
+
+def answers_of_user(session: Session, channel: str, user_id: str) -> int:
+    stmt = select(func.count(func.distinct(Answer.drill_id))).where(
+        Answer.channel == channel, Answer.user_id == user_id, ~Answer.deleted
+    )
+    return int(session.scalar(stmt) or 0)

@@ -79,6 +79,14 @@ def assert_within_limits(message: dict[str, Any]) -> None:
             assert 1 <= len(block["elements"]) <= 10
             for element in block["elements"]:
                 assert 0 < len(element["text"]) <= 3000
+        elif block["type"] == "actions":
+            assert 1 <= len(block["elements"]) <= 25
+            for element in block["elements"]:
+                assert element["type"] == "button"
+                assert 0 < len(element["text"]["text"]) <= 75
+                assert len(element["value"]) <= 2000 and len(element["action_id"]) <= 255
+        elif block["type"] == "divider":
+            pass
         else:
             raise AssertionError(f"unexpected block type {block['type']}")
 
@@ -185,7 +193,10 @@ def test_a_guidance_too_long_for_50_blocks_is_shortened_with_a_note() -> None:
     message = reveal_message(make_question(guidance="word " * 60_000), answered=1)
     assert_within_limits(message)
     assert len(message["blocks"]) == 50
-    assert "shortened" in message["blocks"][-1]["elements"][0]["text"]
+    notes = [b["elements"][0]["text"] for b in message["blocks"] if b["type"] == "context"]
+    assert any("shortened" in note for note in notes)
+    # The participation line survives the shortening.
+    assert "1 answered" in message["blocks"][-1]["elements"][0]["text"]
 
 
 def test_a_long_guidance_is_split_without_losing_text() -> None:

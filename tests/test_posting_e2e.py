@@ -328,10 +328,11 @@ def test_reveal_after_deadline_posts_guidance_and_closes_the_drill(start_bot: St
     assert "1 answered" in body
     assert reveal.params["metadata"]["event_type"] == "drillbot_reveal"
 
+    # The live count may have been refreshed before; the last update marks the drill closed.
     updates = fake_slack.calls_to("chat.update")
-    assert len(updates) == 1
-    assert updates[0].params["ts"] == drill_ts and updates[0].params["channel"] == CHANNEL
-    closed = texts(updates[0].params["blocks"]) + "\n" + updates[0].params["text"]
+    assert 1 <= len(updates) <= 2
+    assert updates[-1].params["ts"] == drill_ts and updates[-1].params["channel"] == CHANNEL
+    closed = texts(updates[-1].params["blocks"]) + "\n" + updates[-1].params["text"]
     assert "closed" in closed.lower()
     assert "1 answered" in closed
     assert "reply in this thread" not in closed.lower()

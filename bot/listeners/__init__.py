@@ -5,7 +5,7 @@ from __future__ import annotations
 from slack_bolt import App
 
 from bot.drills import DrillService
-from bot.listeners import commands, events
+from bot.listeners import actions, commands, events, views
 
 __all__ = ["register"]
 
@@ -13,3 +13,5 @@ __all__ = ["register"]
 def register(app: App, service: DrillService) -> None:
     events.register(app, service)
     commands.register(app, service)
+    actions.register(app, service)
+    views.register(app, service)

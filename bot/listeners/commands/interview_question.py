@@ -1,4 +1,4 @@
-"""`/interview-question [help | leaderboard | category/tag/difficulty ...]`."""
+"""`/interview-question [help | stats | categories | leaderboard | category/tag/difficulty ...]`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from slack_bolt import Respond
 
 from bot import blocks
 from bot.drills import DrillService
+from bot.home import is_manager, next_practice_question, stats_for
 
 __all__ = ["COMMAND", "command_responder", "reply_for"]
 
@@ -22,16 +23,20 @@ def reply_for(text: str, user_id: str, service: DrillService) -> blocks.Message:
     if words and words[0].lower() == "help":
         return blocks.help_message(bank)
     if words and words[0].lower() == "leaderboard":
-        if user_id not in service.settings.drill_managers:
+        if not is_manager(service, user_id):
             return blocks.refusal_message()
         return blocks.leaderboard_message(service.leaderboard())
+    if words and words[0].lower() == "stats":
+        return stats_for(service, user_id)
+    if words and words[0].lower() == "categories":
+        return blocks.categories_message(bank)
     unknown = bank.unknown_terms(words)
     if unknown:
         return blocks.unknown_filter_message(unknown, bank)
-    question = bank.pick(words)
+    question = next_practice_question(service, user_id, words)
     if question is None:
         return blocks.unknown_filter_message([], bank, no_match=True)
-    return blocks.practice_message(question)
+    return blocks.practice_message(question, filters=" ".join(w.lower() for w in words))
 
 
 def command_responder(service: DrillService) -> Callable[..., None]:

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import re
 
-from slack_bolt import App
+from slack_bolt import Ack, App
 
 from bot.drills import DrillService
+from bot.listeners.events.home import home_publisher
 from bot.listeners.events.message import message_listener
 
 __all__ = ["register"]
@@ -12,8 +13,13 @@ __all__ = ["register"]
 
 def register(app: App, service: DrillService) -> None:
     app.event("message")(message_listener(service))
+    app.event("app_home_opened")(ack=_ack, lazy=[home_publisher(service)])
     # Every other event is acknowledged and ignored: Slack counts a 404 as a failed delivery.
     app.event(re.compile(".*"))(_ignore)
+
+
+def _ack(ack: Ack) -> None:
+    ack()
 
 
 def _ignore() -> None:
