@@ -264,3 +264,47 @@ def db_upgrade(ctx: click.Context) -> None:
     database.upgrade()
     after = database.revision()
     click.echo(f"Database at revision {after}" + (" (unchanged)." if before == after else f" (was {before})."))
+
+
+@main.command()
+@click.argument("question_id", required=False)
+@click.pass_context
+def preview(ctx: click.Context, question_id: str | None) -> None:
+    """Print the Block Kit JSON of the drill, reveal and Home tab (no Slack call)."""
+    from datetime import UTC, datetime
+    from urllib.parse import quote
+
+    from bot import blocks
+    from bot.domain.streaks import Streak
+
+    settings = _settings(ctx)
+    bank = load_bank(settings.questions_file)
+    question = bank.get(question_id) if question_id else bank.questions[0]
+    if question is None:
+        raise ConfigError(f"no question with id {question_id!r} in {settings.questions_file}")
+    deadline = datetime.now(UTC) + settings.drill_answer_window
+    drill = blocks.drill_message(question, deadline=deadline, answered=3, sealed=settings.drill_sealed, drill_id=1)
+    reveal = blocks.reveal_message(question, answered=7, drill_id=1)
+    home = blocks.home_view(
+        blocks.HomeData(
+            streak=Streak("U0PREVIEW", current=3, longest=5, total=12),
+            recent=[blocks.RecentDrill(deadline.date(), question, 7, True)],
+            ratings={question.category: {"nailed": 2, "partly": 1}},
+        )
+    )
+
+    def builder(payload: dict[str, Any]) -> str:
+        return "https://app.slack.com/block-kit-builder#" + quote(json.dumps(payload, separators=(",", ":")))
+
+    output = {
+        "question_id": question.id,
+        "drill": drill,
+        "reveal": reveal,
+        "home": home,
+        "block_kit_builder": {
+            "drill": builder({"blocks": drill["blocks"]}),
+            "reveal": builder({"blocks": reveal["blocks"]}),
+            "home": builder(home),
+        },
+    }
+    click.echo(json.dumps(output, indent=2, ensure_ascii=False))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from slack_bolt import App
+import re
+
+from slack_bolt import Ack, App
 
 from bot.drills import DrillService
 from bot.listeners import actions, commands, events, views
@@ -15,3 +17,12 @@ def register(app: App, service: DrillService) -> None:
     commands.register(app, service)
     actions.register(app, service)
     views.register(app, service)
+    # Anything else Slack sends (an old button, a shortcut) is acknowledged and ignored, over HTTP and
+    # Socket Mode alike: an unacknowledged request is a failed delivery that Slack retries.
+    anything = re.compile(".*")
+    for register_on in (app.action, app.view, app.shortcut, app.options):
+        register_on(anything)(_ack)
+
+
+def _ack(ack: Ack) -> None:
+    ack()

@@ -215,6 +215,8 @@ class FakeSlack:
             include_meta = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
             out = [m if include_meta else {k: v for k, v in m.items() if k != "metadata"} for m in reversed(messages)]
             return 200, {"ok": True, "messages": out, "has_more": False}
+        if method == "apps.connections.open":
+            return 200, {"ok": True, "url": "ws://127.0.0.1:9/socket"}  # nothing listens: offline test
         if method in ("chat.postEphemeral", "views.open", "views.publish", "views.update", "chat.delete"):
             return 200, {"ok": True}
         return 200, {"ok": False, "error": "unknown_method"}

@@ -1,0 +1,96 @@
+"""Socket Mode wiring, as far as it can be tested offline.
+
+The same Bolt app serves Socket Mode: requests arrive as envelopes instead of HTTP posts. Here the
+envelopes are handed to Bolt's real SocketModeHandler with a recording client in place of the websocket,
+and the fake Slack receives every Web API call; a subprocess checks that `drillbot run --socket` (and
+`drillbot run` with SLACK_APP_TOKEN set) opens a Socket Mode connection with the app token.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from slack_bolt.adapter.socket_mode import SocketModeHandler
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
+
+from bot.app import build_app
+from bot.runtime import build_runtime
+from storage import repo
+from tests.conftest import BOT_TOKEN, CHANNEL, TEST_BANK, reply_event
+
+APP_TOKEN = "xapp-1-TEST-socket-token-secret"
+
+
+class RecordingSocketClient:
+    def __init__(self) -> None:
+        self.responses: list[SocketModeResponse] = []
+        self.logger = logging.getLogger("test.socket")
+
+    def send_socket_mode_response(self, response: SocketModeResponse) -> None:
+        self.responses.append(response)
+
+
+def _handler(make_settings: Any) -> tuple[Any, SocketModeHandler]:
+    settings = make_settings(slack_app_token=APP_TOKEN, slack_signing_secret=None)
+    runtime = build_runtime(settings, verify_token=True)
+    app = build_app(settings, runtime.service, client=runtime.client, socket_mode=True)
+    return runtime, SocketModeHandler(app, APP_TOKEN)
+
+
+def test_events_and_commands_over_socket_mode(make_settings, fake_slack):
+    runtime, handler = _handler(make_settings)
+    client = RecordingSocketClient()
+    try:
+        drill = runtime.service.post_today()
+        event = {"type": "event_callback", "team_id": "T0FAKE", "event_id": "Ev1",
+                 "event": reply_event(str(drill.ts), user="USOCKET")}
+        handler.handle(client, SocketModeRequest(type="events_api", envelope_id="env-1", payload=event))
+        command = {"command": "/interview-question", "text": "help", "user_id": "USOCKET", "team_id": "T0FAKE",
+                   "channel_id": CHANNEL, "response_url": fake_slack.response_url("socket"), "trigger_id": "t"}
+        handler.handle(client, SocketModeRequest(type="slash_commands", envelope_id="env-2", payload=command))
+        unknown = {"type": "event_callback", "team_id": "T0FAKE", "event": {"type": "reaction_added", "user": "U1"}}
+        handler.handle(client, SocketModeRequest(type="events_api", envelope_id="env-3", payload=unknown))
+
+        assert [r.envelope_id for r in client.responses] == ["env-1", "env-2", "env-3"]  # every envelope acked
+        with runtime.db.transaction() as session:
+            assert repo.answerer_count(session, int(drill.drill_id or 0)) == 1
+        reply = fake_slack.wait_for(lambda: fake_slack.calls_to("response_url"))[0]
+        assert "/interview-question" in reply.params["text"]
+    finally:
+        runtime.service.close()
+        runtime.db.dispose()
+
+
+def _spawn(fake_slack: Any, tmp_path: Any, *args: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DRILL_"))}
+    env.update(SLACK_API_URL=fake_slack.url, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_APP_TOKEN=APP_TOKEN,
+               DATABASE_URL=f"sqlite:///{tmp_path / 'socket.db'}", QUESTIONS_FILE=str(TEST_BANK),
+               DRILL_CHANNEL=CHANNEL, DRILL_SCHEDULE="0 0 1 1 *")
+    return subprocess.Popen([sys.executable, "-m", "bot", *args], env=env, cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_run_opens_a_socket_mode_connection_with_the_app_token(fake_slack, tmp_path):
+    for args in (("run", "--socket"), ("run",)):
+        before = len(fake_slack.calls_to("apps.connections.open"))
+        process = _spawn(fake_slack, tmp_path, *args)
+        try:
+            fake_slack.wait_for(lambda b=before: len(fake_slack.calls_to("apps.connections.open")) > b, timeout=20)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                _out, err = process.communicate(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                _out, err = process.communicate()
+        call = fake_slack.calls_to("apps.connections.open")[-1]
+        assert call.headers["authorization"] == f"Bearer {APP_TOKEN}"
+        assert APP_TOKEN not in err and BOT_TOKEN not in err
+        time.sleep(0.1)
