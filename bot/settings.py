@@ -6,8 +6,8 @@ Settings come from the environment or a `.env` file in the working directory. Th
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Annotated, Any
+from datetime import date, timedelta
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -36,11 +36,22 @@ class Settings(BaseSettings):
     port: int = Field(default=3000, ge=0, le=65535)
     drill_sealed: bool = False
     drill_reminder: timedelta | None = None
+    drill_skip_dates: Annotated[frozenset[date], NoDecode] = frozenset()
+    drill_programs_file: str | None = None
+    drill_digest: str | None = None
+    drill_log_format: Literal["text", "json"] = "text"
     # How often the scheduler reconciles the database with Slack (post what is due, reveal what is
     # overdue). Not part of the documented contract; tests and benchmarks lower it.
     drill_tick_seconds: float = Field(default=1.0, gt=0, le=60)
 
-    @field_validator("slack_bot_token", "slack_signing_secret", "slack_app_token", "drill_channel", mode="before")
+    @field_validator(
+        "slack_bot_token",
+        "slack_signing_secret",
+        "slack_app_token",
+        "drill_channel",
+        "drill_programs_file",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
@@ -69,6 +80,33 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return parse_window(value) if value.strip() else None
         return value
+
+    @field_validator("drill_skip_dates", mode="before")
+    @classmethod
+    def _split_dates(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            days = set()
+            for part in (p.strip() for p in value.split(",")):
+                if not part:
+                    continue
+                try:
+                    days.add(date.fromisoformat(part))
+                except ValueError:
+                    raise ValueError(f"{part!r} is not an ISO date (YYYY-MM-DD)") from None
+            return frozenset(days)
+        return value
+
+    @field_validator("drill_digest", mode="before")
+    @classmethod
+    def _valid_digest(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_crontab(value) if value.strip() else None
+        return value
+
+    @field_validator("drill_log_format", mode="before")
+    @classmethod
+    def _lower_format(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("drill_managers", mode="before")
     @classmethod
