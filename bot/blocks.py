@@ -283,6 +283,8 @@ def help_message(bank: QuestionBank) -> Message:
         "tag or difficulty (all words must match)\n"
         f"• `{COMMAND} stats`: your own streak, answers and self-ratings\n"
         f"• `{COMMAND} categories`: categories and tags, with how many questions each\n"
+        f"• `{COMMAND} snooze until 2026-12-31` / `{COMMAND} resume`: a break that doesn't break your streak\n"
+        f"• `{COMMAND} private on` / `off`: keep yourself off the leaderboard (you still drill)\n"
         f"• `{COMMAND} leaderboard`: the streak leaderboard (managers only)\n"
         f"• `{COMMAND} help`: this message\n\n"
         f"*Categories:* {categories}\n*Difficulties:* `easy`, `medium`, `hard`"
@@ -304,15 +306,18 @@ def unknown_filter_message(unknown: Sequence[str], bank: QuestionBank, *, no_mat
     return _message(lead, _sections(body))
 
 
-def leaderboard_message(streaks: Sequence[Streak], *, limit: int = 25) -> Message:
+def leaderboard_message(streaks: Sequence[Streak], *, limit: int = 25, hidden: int = 0) -> Message:
+    private = f"\n…plus {hidden} people who keep their streaks private." if hidden else ""
     if not streaks:
-        return _message("No answers yet", [_section("*Streak leaderboard*\nNo answers yet.")])
+        return _message("No answers yet", [_section(f"*Streak leaderboard*\nNo answers yet.{private}")])
     lines = [
         f"{rank}. <@{s.user_id}>: current streak *{s.current}*, longest {s.longest}, {s.total} answers"
         for rank, s in enumerate(streaks[:limit], start=1)
     ]
     if len(streaks) > limit:
         lines.append(f"…and {len(streaks) - limit} more (`drillbot leaderboard` shows everyone).")
+    if hidden:
+        lines.append(private.strip())
     return _message("Streak leaderboard", _sections("*Streak leaderboard*\n" + "\n".join(lines)))
 
 
@@ -340,8 +345,12 @@ def _streak_line(streak: Streak | None) -> str:
     return f"Current streak: {streak.current}  ·  Longest streak: {streak.longest}  ·  Answers: {streak.total}"
 
 
-def stats_message(streak: Streak | None, ratings: Mapping[str, Mapping[str, int]]) -> Message:
+def stats_message(
+    streak: Streak | None, ratings: Mapping[str, Mapping[str, int]], *, snoozed_until: date | None = None
+) -> Message:
     lines = ["*Your drill stats* (only you see this)", _streak_line(streak)]
+    if snoozed_until:
+        lines.append(f":zzz: Snoozed until {snoozed_until.isoformat()} (`{COMMAND} resume` to come back early).")
     rated = _rating_lines(ratings)
     lines.append("*Self-ratings by category*\n" + "\n".join(rated) if rated else "No self-ratings yet.")
     return _message(_streak_line(streak), _sections("\n".join(lines)))
@@ -413,3 +422,32 @@ def home_view(data: HomeData) -> dict[str, Any]:
         )
         blocks.extend(_sections("*Participation per drill*\n" + (participation or "No drills yet.")))
     return {"type": "home", "blocks": blocks[:MAX_BLOCKS]}
+
+
+def digest_message(
+    *,
+    program: str,
+    channel: str,
+    first: date,
+    last: date,
+    drills: Sequence[tuple[date, Question | None, int]],
+    active: int,
+    grew: Sequence[str],
+    broke: Sequence[str],
+    private_changes: int,
+    weakest: Sequence[tuple[str, float]],
+) -> Message:
+    header = f"Weekly drill digest: {program} ({first.isoformat()} to {last.isoformat()})"
+    participation = "\n".join(f"• {day.isoformat()}: {n} answered ({_title(q)})" for day, q, n in drills)
+    mentions = ", ".join(f"<@{u}>" for u in grew[:30]) or "nobody"
+    lost = ", ".join(f"<@{u}>" for u in broke[:30]) or "nobody"
+    private = f" (plus {private_changes} changes of people who keep their streaks private)" if private_changes else ""
+    weak = ", ".join(f"{escape(c)} ({score:.1f}/2)" for c, score in weakest) or "no self-ratings yet"
+    body = (
+        f"*{escape(header)}* in <#{channel}>\n\n"
+        f"*Participation per drill*\n{participation or 'No drills this week.'}\n\n"
+        f"*Active people:* {active}\n"
+        f"*Streaks grew:* {mentions}\n*Streaks broken:* {lost}{private}\n\n"
+        f"*Weakest categories* (team self-ratings, 0 = missed, 2 = nailed): {weak}"
+    )
+    return _message(escape(header), [_header("Weekly drill digest"), *_sections(body)])

@@ -129,15 +129,17 @@ def run(ctx: click.Context, mode: str | None, port: int | None, host: str) -> No
 
 
 @main.command()
+@click.option("--channel", default=None, help="The program's channel (needed when drills.yaml has several).")
 @click.pass_context
-def post(ctx: click.Context) -> None:
-    """Post today's drill to DRILL_CHANNEL now (once a day; a second call posts nothing)."""
+def post(ctx: click.Context, channel: str | None) -> None:
+    """Post today's drill now (once a day per channel; a second call posts nothing)."""
     from bot.drills import PostResult
 
     settings = _settings(ctx)
-    settings.require("slack_bot_token", "drill_channel")
-    outcome = build_runtime(settings).service.post_today(retry_failed=True)
-    channel = settings.drill_channel
+    settings.require("slack_bot_token")
+    service = build_runtime(settings).service
+    channel = service.program_for(channel).channel
+    outcome = service.post_today(channel, retry_failed=True)
     if outcome.result in (PostResult.POSTED, PostResult.ADOPTED):
         click.echo(f"Posted today's drill ({outcome.question_id}) to {channel}, ts {outcome.ts}.")
     elif outcome.result == PostResult.EXISTS:
@@ -172,6 +174,8 @@ def reveal(ctx: click.Context, due: bool) -> None:
 @click.pass_context
 def check(ctx: click.Context) -> None:
     """Validate settings and the question bank; exit 1 with the problem on one line."""
+    from bot.drills import build_programs
+
     settings = _settings(ctx)
     settings.require("slack_bot_token")
     bank = load_bank(settings.questions_file)
@@ -179,15 +183,18 @@ def check(ctx: click.Context) -> None:
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ConfigError(problems[0] + more)
+    programs = build_programs(settings, bank)
     from datetime import UTC, datetime
 
     categories = ", ".join(f"{c} {n}" for c, n in sorted(bank.categories.items()))
     difficulties = ", ".join(f"{d} {bank.difficulties.get(d, 0)}" for d in ("easy", "medium", "hard"))
     next_slot = settings.schedule.next_slot(datetime.now(UTC)).strftime("%a %Y-%m-%d %H:%M %Z")
-    click.echo(
-        f"OK: {len(bank.questions)} questions ({categories}; {difficulties}); "
-        f"schedule '{settings.drill_schedule}' {settings.drill_timezone}, next slot {next_slot}"
+    where = (
+        f"{len(programs)} programs ({', '.join(f'{p.name} in {p.channel}' for p in programs)})"
+        if settings.drill_programs_file
+        else f"schedule '{settings.drill_schedule}' {settings.drill_timezone}, next slot {next_slot}"
     )
+    click.echo(f"OK: {len(bank.questions)} questions ({categories}; {difficulties}); {where}")
 
 
 @main.command()
@@ -197,10 +204,17 @@ def check(ctx: click.Context) -> None:
 def leaderboard(ctx: click.Context, fmt: str, channel: str | None) -> None:
     """Streaks of everyone with at least one counted answer."""
     settings = _settings(ctx)
-    rows = build_runtime(settings, load_questions=False).service.leaderboard(channel)
+    service = build_runtime(settings, load_questions=bool(settings.drill_programs_file)).service
+    rows = service.leaderboard(channel)
+    private = service.private_users()
     if fmt == "json":
         data = [
-            {"user_id": s.user_id, "current_streak": s.current, "longest_streak": s.longest, "total_answers": s.total}
+            {
+                "user_id": s.user_id,
+                "current_streak": s.current,
+                "longest_streak": s.longest,
+                "total_answers": s.total,
+            }
             for s in rows
         ]
         click.echo(json.dumps(data, indent=2))
@@ -212,7 +226,8 @@ def leaderboard(ctx: click.Context, fmt: str, channel: str | None) -> None:
     for column in ("#", "user", "current streak", "longest streak", "answers"):
         table.add_column(column, justify="left" if column == "user" else "right")
     for rank, s in enumerate(rows, start=1):
-        table.add_row(str(rank), s.user_id, str(s.current), str(s.longest), str(s.total))
+        name = f"{s.user_id} (private)" if s.user_id in private else s.user_id
+        table.add_row(str(rank), name, str(s.current), str(s.longest), str(s.total))
     Console().print(table if rows else "No answers yet.")
 
 

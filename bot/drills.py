@@ -16,7 +16,7 @@ import secrets
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -24,6 +24,7 @@ from bot import blocks
 from bot.domain.answers import is_person_reply
 from bot.domain.claims import Owner, can_take_over
 from bot.domain.practice import RATINGS
+from bot.domain.programs import Program, load_programs, single_program
 from bot.domain.questions import Question, QuestionBank
 from bot.domain.rotation import next_question
 from bot.domain.streaks import DrillRef, Streak, compute_streaks, rank
@@ -85,6 +86,22 @@ _OPEN_STATES = frozenset({DrillStatus.OPEN, DrillStatus.REVEALING})
 _FINAL_STATES = frozenset({DrillStatus.CLOSED, DrillStatus.FAILED})
 
 
+def build_programs(settings: Settings, bank: QuestionBank) -> list[Program]:
+    """DRILL_PROGRAMS_FILE's programs, else one from the single-channel settings, else none."""
+    if settings.drill_programs_file:
+        return load_programs(
+            settings.drill_programs_file,
+            bank=bank,
+            default_schedule=settings.drill_schedule,
+            default_timezone=settings.drill_timezone,
+            default_window=settings.drill_answer_window,
+            skip_dates=settings.drill_skip_dates,
+        )
+    if settings.drill_channel:
+        return [single_program(channel=settings.drill_channel, schedule=settings.schedule)]
+    return []
+
+
 class _FoldConflict(Exception):
     """Another process folded some of these drills first: roll back, nothing to do."""
 
@@ -142,9 +159,11 @@ class DrillService:
         slack: SlackGateway,
         clock: Callable[[], datetime] = utcnow,
         pid_alive: Callable[[int], bool] = _pid_alive,
+        programs: list[Program] | None = None,
     ) -> None:
         self.settings = settings
-        self.schedule = settings.schedule
+        self.programs = build_programs(settings, bank) if programs is None else programs
+        self._by_channel = {p.channel: p for p in self.programs}
         self.bank = bank
         self.db = db
         self.slack = slack
@@ -157,38 +176,64 @@ class DrillService:
         """This service stops claiming work; its unfinished claims may be taken over at once."""
         _LIVE_NONCES.discard(self.owner.nonce)
 
+    # -- programs --------------------------------------------------------------------------------
+
+    def program_for(self, channel: str | None = None) -> Program:
+        """The program of `channel`, or the only program when no channel is named."""
+        if channel is not None:
+            if channel in self._by_channel:
+                return self._by_channel[channel]
+            # A channel with drills but no program (any more): the single-channel settings apply.
+            return single_program(channel=channel, schedule=self.settings.schedule)
+        if len(self.programs) == 1:
+            return self.programs[0]
+        if not self.programs:
+            self.settings.require("drill_channel")
+        channels = ", ".join(f"{p.channel} ({p.name})" for p in self.programs)
+        raise ConfigError(f"several drill programs: name one with --channel ({channels})")
+
+    def _tz(self, channel: str) -> Any:
+        return self.program_for(channel).schedule.tz
+
+    def is_manager(self, user_id: str, channel: str | None = None) -> bool:
+        """DRILL_MANAGERS manage every program; a program's own managers manage its channel."""
+        if user_id in self.settings.drill_managers:
+            return True
+        programs = [self._by_channel[channel]] if channel in self._by_channel else self.programs
+        return any(user_id in p.managers for p in programs)
+
     # -- posting ---------------------------------------------------------------------------------
 
-    def post_if_due(self) -> PostOutcome | None:
-        """Scheduler entry: post today's drill when the schedule says so, or finish an unfinished post."""
-        channel = self.settings.drill_channel
-        if channel is None:
-            return None
-        now = self.clock()
-        with self.db.transaction() as session:
-            drill = repo.drill_for_day(session, channel, self.schedule.local_date(now))
-            pending = drill is not None and drill.status == DrillStatus.POSTING
-        if (drill is None and self.schedule.is_due(now)) or pending:
-            return self.post_today()
-        return None
+    def post_if_due(self) -> list[PostOutcome]:
+        """Scheduler entry: post each program's drill when its schedule says so, or finish a pending post."""
+        outcomes = []
+        for program in self.programs:
+            now = self.clock()
+            with self.db.transaction() as session:
+                drill = repo.drill_for_day(session, program.channel, program.schedule.local_date(now))
+                pending = drill is not None and drill.status == DrillStatus.POSTING
+            if (drill is None and program.schedule.is_due(now)) or pending:
+                outcomes.append(self.post_today(program.channel))
+        return outcomes
 
-    def post_today(self, *, retry_failed: bool = False) -> PostOutcome:
-        """Post today's drill unless the channel already has one today (in DRILL_TIMEZONE)."""
-        self.settings.require("drill_channel")
-        channel = str(self.settings.drill_channel)
+    def post_today(self, channel: str | None = None, *, retry_failed: bool = False) -> PostOutcome:
+        """Post today's drill unless the channel already has one today (in the program's time zone)."""
+        program = self.program_for(channel)
+        channel = program.channel
+        schedule = program.schedule
         now = self.clock()
-        day = self.schedule.local_date(now)
+        day = schedule.local_date(now)
         with self.db.transaction() as session:
             drill = repo.drill_for_day(session, channel, day)
             if drill is None:
                 used = repo.used_question_ids(session, channel)
-                question_id = next_question(self.bank.ids, used, channel=channel, day=day)
+                question_id = next_question(program.question_ids(self.bank), used, channel=channel, day=day)
                 drill = repo.insert_drill(
                     session,
                     channel=channel,
                     day=day,
                     question_id=question_id,
-                    deadline=now + self.schedule.window,
+                    deadline=now + schedule.window,
                     owner=str(self.owner),
                     now=now,
                     sealed=self.settings.drill_sealed,
@@ -206,7 +251,7 @@ class DrillService:
                 reconcile = False  # Slack refused the earlier attempt outright: nothing was posted
             else:
                 return self._existing(drill)
-            snapshot = _Snapshot.of(drill, self.schedule.tz)
+            snapshot = _Snapshot.of(drill, schedule.tz)
         return self._deliver_drill(snapshot, reconcile=reconcile)
 
     def _existing(self, drill: Drill) -> PostOutcome:
@@ -232,7 +277,8 @@ class DrillService:
                     log.info("drill %s: adopted the message an earlier attempt posted (ts %s)", drill.id, found)
                     return PostOutcome(PostResult.ADOPTED, drill.id, drill.question_id, found)
             # A drill posted after a takeover gets a fresh deadline: the full window to answer.
-            deadline = self.clock() + self.schedule.window if reconcile else drill.deadline
+            window = self.program_for(drill.channel).schedule.window
+            deadline = self.clock() + window if reconcile else drill.deadline
             ts = self.slack.post(
                 drill.channel,
                 blocks.drill_message(question, deadline=deadline, sealed=drill.sealed, drill_id=drill.id),
@@ -272,7 +318,7 @@ class DrillService:
                     continue
                 answered = repo.answerer_count(session, drill.id)
             if self._deliver_reveal(
-                _Snapshot.of(drill, self.schedule.tz), answered, reconcile=drill.status == DrillStatus.REVEALING
+                _Snapshot.of(drill, self._tz(drill.channel)), answered, reconcile=drill.status == DrillStatus.REVEALING
             ):
                 revealed.append(drill.id)
         return revealed
@@ -347,7 +393,7 @@ class DrillService:
         now = self.clock()
         with self.db.transaction() as session:
             candidates = [
-                (_Snapshot.of(d, self.schedule.tz), n, d)
+                (_Snapshot.of(d, self._tz(d.channel)), n, d)
                 for d, n in repo.open_drills_with_counts(session)
                 if n != d.count_shown
                 and (d.count_updated_at is None or now - d.count_updated_at >= LIVE_COUNT_INTERVAL)
@@ -374,7 +420,7 @@ class DrillService:
         sent = 0
         with self.db.transaction() as session:
             due = [
-                (_Snapshot.of(d, self.schedule.tz), n)
+                (_Snapshot.of(d, self._tz(d.channel)), n)
                 for d, n in repo.open_drills_with_counts(session)
                 if d.reminded_at is None
                 and d.deadline - reminder <= now < d.deadline
@@ -440,6 +486,43 @@ class DrillService:
             )
         label = dict(blocks.RATE_CHOICES)[rating]
         return f"Saved: *{label}*. Your ratings per category are on the drillbot Home tab."
+
+    # -- people: snooze and privacy ---------------------------------------------------------------
+
+    def today(self, channel: str | None = None) -> date:
+        program = self.program_for(channel) if (channel or len(self.programs) == 1) else None
+        tz = program.schedule.tz if program else self.settings.tz
+        return self.clock().astimezone(tz).date()
+
+    def snooze(self, user_id: str, until: date) -> str:
+        today = self.today()
+        if until < today:
+            return f"{until.isoformat()} is in the past; snooze until a later date."
+        with self.db.transaction() as session:
+            repo.add_snooze(session, user_id=user_id, first_day=today, last_day=until)
+            for channel in repo.folded_since(session, today):  # today's drill already counted: replay it
+                repo.reset_streaks(session, channel)
+        return f"Snoozed until {until.isoformat()}: drills you miss until then won't break your streak."
+
+    def resume(self, user_id: str) -> str:
+        with self.db.transaction() as session:
+            ended = repo.end_snooze(session, user_id=user_id, today=self.today())
+        return "Welcome back: drills count for your streak again." if ended else "You were not snoozed."
+
+    def snoozed_until(self, user_id: str) -> date | None:
+        with self.db.transaction() as session:
+            return repo.active_snooze_end(session, user_id, self.today())
+
+    def set_private(self, user_id: str, private: bool) -> str:
+        with self.db.transaction() as session:
+            repo.set_private(session, user_id, private)
+        if private:
+            return "Done: you are off the leaderboard (managers see a count, not your name). You still drill as usual."
+        return "Done: you are back on the leaderboard."
+
+    def private_users(self) -> set[str]:
+        with self.db.transaction() as session:
+            return repo.private_users(session)
 
     # -- answers ---------------------------------------------------------------------------------
 
@@ -545,13 +628,17 @@ class DrillService:
             stored = _stored_streaks(session, channel)
             pending = repo.pending_streak_drills(session, channel)
             answered = repo.answered_in(session, [d.id for d in pending])
-        refs = [DrillRef(d.id, d.status in _OPEN_STATES and d.deadline > now) for d in pending]
-        return rank(compute_streaks(refs, answered, start=stored).values())
+            snoozes = repo.snoozes_by_user(session)
+        refs = [DrillRef(d.id, d.status in _OPEN_STATES and d.deadline > now, d.day) for d in pending]
+        return rank(compute_streaks(refs, answered, start=stored, snoozes=snoozes).values())
 
     def _leaderboard_channel(self, session: Any, channel: str | None) -> str | None:
-        channel = channel or self.settings.drill_channel
         if channel is not None:
             return channel
+        if len(self.programs) == 1:
+            return self.programs[0].channel
+        if self.programs:
+            return self.program_for(None).channel  # several programs: raises, naming them
         channels = repo.drill_channels(session)
         if len(channels) > 1:
             raise ConfigError(f"drills exist in several channels ({', '.join(channels)}); name one with --channel")
@@ -565,17 +652,22 @@ class DrillService:
         """
         try:
             with self.db.transaction() as session:
-                ids = []
+                refs = []
                 for drill in repo.pending_streak_drills(session, channel):
                     if drill.status not in _FINAL_STATES:
                         break
-                    ids.append(drill.id)
+                    refs.append(DrillRef(drill.id, False, drill.day))
+                ids = [r.id for r in refs]
                 if not ids:
                     return 0
                 if not repo.claim_streak_fold(session, ids):
                     raise _FoldConflict
-                refs = [DrillRef(i, False) for i in ids]
-                folded = compute_streaks(refs, repo.answered_in(session, ids), start=_stored_streaks(session, channel))
+                folded = compute_streaks(
+                    refs,
+                    repo.answered_in(session, ids),
+                    start=_stored_streaks(session, channel),
+                    snoozes=repo.snoozes_by_user(session),
+                )
                 rows = ((s.user_id, s.current, s.longest, s.total) for s in folded.values())
                 repo.replace_streak_states(session, channel, rows)
         except _FoldConflict:

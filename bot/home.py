@@ -1,7 +1,10 @@
-"""What a person sees of their own practice: the Home tab, `stats`, and the next practice question.
+"""What people see of themselves and, for managers, of the team: Home tab, `stats`, leaderboards, practice.
 
-Privacy rule, in one place: everything here is about the viewer only, except the manager section of the
-Home tab, which `home_view_for` adds only for users in DRILL_MANAGERS.
+Privacy rules, in one place:
+- everything shown to a person is about that person only, except for managers (DRILL_MANAGERS, or a
+  program's managers for its channel), who also see the leaderboard and participation;
+- people who opted out (`/interview-question private on`) appear on no leaderboard in Slack; managers
+  see how many they are, never who.
 """
 
 from __future__ import annotations
@@ -15,21 +18,26 @@ from bot.domain.streaks import Streak
 from bot.drills import DrillService
 from storage import repo
 
-__all__ = ["home_view_for", "is_manager", "next_practice_question", "own_streak", "stats_for"]
+__all__ = ["home_view_for", "next_practice_question", "own_streak", "public_leaderboard", "stats_for"]
 
 
-def is_manager(service: DrillService, user_id: str) -> bool:
-    return user_id in service.settings.drill_managers
+def public_leaderboard(service: DrillService, channel: str | None = None) -> tuple[list[Streak], int]:
+    """The leaderboard as managers see it in Slack: private people removed and counted."""
+    streaks = service.leaderboard(channel)
+    private = service.private_users()
+    shown = [s for s in streaks if s.user_id not in private]
+    return shown, len(streaks) - len(shown)
 
 
-def own_streak(service: DrillService, user_id: str) -> Streak | None:
-    return next((s for s in service.leaderboard() if s.user_id == user_id), None)
+def own_streak(service: DrillService, user_id: str, channel: str | None = None) -> Streak | None:
+    return next((s for s in service.leaderboard(channel) if s.user_id == user_id), None)
 
 
 def stats_for(service: DrillService, user_id: str) -> blocks.Message:
     with service.db.transaction() as session:
         ratings = repo.ratings_by_category(session, user_id)
-    return blocks.stats_message(own_streak(service, user_id), ratings)
+    streak = own_streak(service, user_id) if service.programs else None
+    return blocks.stats_message(streak, ratings, snoozed_until=service.snoozed_until(user_id))
 
 
 def next_practice_question(service: DrillService, user_id: str, terms: list[str]) -> Question | None:
@@ -45,9 +53,10 @@ def next_practice_question(service: DrillService, user_id: str, terms: list[str]
 
 
 def home_view_for(service: DrillService, user_id: str) -> dict[str, Any]:
-    channel = service.settings.drill_channel
-    manager = is_manager(service, user_id)
-    leaderboard = service.leaderboard() if channel else []
+    program = service.programs[0] if service.programs else None
+    channel = program.channel if program else None
+    manager = service.is_manager(user_id, channel)
+    leaderboard, hidden = public_leaderboard(service, channel) if channel else ([], 0)
     recent: list[blocks.RecentDrill] = []
     with service.db.transaction() as session:
         ratings = repo.ratings_by_category(session, user_id)
@@ -57,9 +66,11 @@ def home_view_for(service: DrillService, user_id: str) -> dict[str, Any]:
                 count = drill.answer_count if revealed else repo.answerer_count(session, drill.id)
                 recent.append(blocks.RecentDrill(drill.day, service.bank.get(drill.question_id), count, revealed))
     data = blocks.HomeData(
-        streak=next((s for s in leaderboard if s.user_id == user_id), None),
+        streak=own_streak(service, user_id, channel) if channel else None,
         recent=recent,
         ratings=ratings,
+        snoozed_until=service.snoozed_until(user_id),
         leaderboard=leaderboard if manager else None,
+        hidden_count=hidden if manager else 0,
     )
     return blocks.home_view(data)

@@ -17,6 +17,7 @@ from typing import Any
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from bot.digest import send_digest
 from bot.drills import DrillService
 
 __all__ = ["build_scheduler"]
@@ -56,6 +57,7 @@ def build_scheduler(service: DrillService, *, tick_seconds: float) -> Background
         ("reveal", service.reveal_due),
         ("live_counts", service.refresh_live_counts),
         ("reminders", service.send_reminders),
+        ("digest", lambda: send_digest(service)),
     )
     for name, job in jobs:
         scheduler.add_job(

@@ -126,7 +126,9 @@ class Settings(BaseSettings):
 
     @property
     def schedule(self) -> Schedule:
-        return Schedule(crontab=self.drill_schedule, tz=self.tz, window=self.drill_answer_window)
+        return Schedule(
+            crontab=self.drill_schedule, tz=self.tz, window=self.drill_answer_window, skip_dates=self.drill_skip_dates
+        )
 
     def require(self, *names: str) -> None:
         """Raise ConfigError naming the first of `names` (field names) that is not set."""

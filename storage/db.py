@@ -18,7 +18,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -60,11 +60,18 @@ class Database:
             yield session
 
     def ping(self) -> bool:
+        # A raw DBAPI round trip: no SQLAlchemy transaction, so on SQLite no BEGIN IMMEDIATE that would wait
+        # behind another process's write lock (a health probe must answer at once).
         try:
-            with self.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
+            raw = self.engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                cursor.execute("SELECT 1")
+                cursor.close()
+            finally:
+                raw.close()
             return True
-        except OperationalError:
+        except (OperationalError, OSError, self.engine.dialect.loaded_dbapi.Error):
             return False
 
     def revision(self) -> str | None:

@@ -33,7 +33,19 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Answer", "Base", "Drill", "DrillStatus", "PracticeView", "Rating", "StreakState", "UTCDateTime"]
+__all__ = [
+    "Answer",
+    "Base",
+    "DigestSent",
+    "Drill",
+    "DrillStatus",
+    "PracticeView",
+    "Rating",
+    "Snooze",
+    "StreakState",
+    "UTCDateTime",
+    "UserPrefs",
+]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -160,3 +172,32 @@ class PracticeView(Base):
     question_id: Mapped[str] = mapped_column(String(80), primary_key=True)
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     times: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class Snooze(Base):
+    """A person's break from drills: drills on these days (inclusive) never break their streak."""
+
+    __tablename__ = "snoozes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32), index=True)
+    first_day: Mapped[date] = mapped_column(Date)
+    last_day: Mapped[date] = mapped_column(Date)
+
+
+class UserPrefs(Base):
+    """Per-person choices: `private` keeps them off leaderboards (managers see a count instead)."""
+
+    __tablename__ = "user_prefs"
+
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    private: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class DigestSent(Base):
+    """One row per DRILL_DIGEST slot: the claim that makes the weekly digest go out exactly once."""
+
+    __tablename__ = "digests"
+
+    slot: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)

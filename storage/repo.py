@@ -8,39 +8,24 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from storage.models import Answer, Drill, DrillStatus, PracticeView, Rating, StreakState
-
-__all__ = [
-    "answered_in",
-    "claim_streak_fold",
-    "drill_channels",
-    "answerer_count",
-    "claim",
-    "drill_by_ts",
-    "drill_of_answer",
-    "drill_for_day",
-    "drills_needing_reveal",
-    "pending_streak_drills",
-    "replace_streak_states",
-    "reset_streaks",
-    "streak_states",
-    "finish_post",
-    "insert_answer",
-    "insert_drill",
-    "mark_closed",
-    "mark_failed",
-    "release",
-    "set_answer_text",
-    "used_question_ids",
-    "withdraw_answer",
-]
+from storage.models import (
+    Answer,
+    DigestSent,
+    Drill,
+    DrillStatus,
+    PracticeView,
+    Rating,
+    Snooze,
+    StreakState,
+    UserPrefs,
+)
 
 
 def _insert(session: Session):  # type: ignore[no-untyped-def]
@@ -401,3 +386,78 @@ def answers_of_user(session: Session, channel: str, user_id: str) -> int:
         Answer.channel == channel, Answer.user_id == user_id, ~Answer.deleted
     )
     return int(session.scalar(stmt) or 0)
+
+
+# -- people: snoozes, privacy; the digest claim -----------------------------------------------------
+
+
+def snoozes_by_user(session: Session, user_ids: Iterable[str] | None = None) -> dict[str, list[tuple[date, date]]]:
+    stmt = select(Snooze.user_id, Snooze.first_day, Snooze.last_day)
+    if user_ids is not None:
+        stmt = stmt.where(Snooze.user_id.in_(list(user_ids)))
+    result: dict[str, list[tuple[date, date]]] = defaultdict(list)
+    for user_id, first, last in session.execute(stmt):
+        result[user_id].append((first, last))
+    return dict(result)
+
+
+def add_snooze(session: Session, *, user_id: str, first_day: date, last_day: date) -> None:
+    session.add(Snooze(user_id=user_id, first_day=first_day, last_day=last_day))
+
+
+def end_snooze(session: Session, *, user_id: str, today: date) -> bool:
+    """Stop any snooze covering today or later: today's drill counts again. True if there was one."""
+    active = list(session.scalars(select(Snooze).where(Snooze.user_id == user_id, Snooze.last_day >= today)))
+    for snooze in active:
+        if snooze.first_day >= today:
+            session.delete(snooze)
+        else:
+            snooze.last_day = today - timedelta(days=1)
+    return bool(active)
+
+
+def active_snooze_end(session: Session, user_id: str, today: date) -> date | None:
+    stmt = select(func.max(Snooze.last_day)).where(
+        Snooze.user_id == user_id, Snooze.first_day <= today, Snooze.last_day >= today
+    )
+    return session.scalar(stmt)
+
+
+def folded_since(session: Session, day: date) -> list[str]:
+    """Channels whose stored streaks already include a drill on or after `day`."""
+    stmt = select(Drill.channel).where(Drill.day >= day, Drill.streak_applied).distinct()
+    return list(session.scalars(stmt))
+
+
+def set_private(session: Session, user_id: str, private: bool) -> None:
+    stmt = _insert(session)(UserPrefs).values(user_id=user_id, private=private)
+    session.execute(stmt.on_conflict_do_update(index_elements=["user_id"], set_={"private": private}))
+
+
+def private_users(session: Session) -> set[str]:
+    return set(session.scalars(select(UserPrefs.user_id).where(UserPrefs.private)))
+
+
+def claim_digest(session: Session, slot: datetime, now: datetime) -> bool:
+    stmt = (
+        _insert(session)(DigestSent)
+        .values(slot=slot, sent_at=now)
+        .on_conflict_do_nothing(index_elements=["slot"])
+        .returning(DigestSent.slot)
+    )
+    return session.execute(stmt).scalar_one_or_none() is not None
+
+
+def drills_between(session: Session, channel: str, first: date, last: date) -> list[Drill]:
+    stmt = select(Drill).where(Drill.channel == channel, Drill.ts.is_not(None), Drill.day >= first, Drill.day <= last)
+    return list(session.scalars(stmt.order_by(Drill.day, Drill.id)))
+
+
+def team_ratings(session: Session, user_ids: Iterable[str] | None = None) -> dict[str, dict[str, int]]:
+    stmt = select(Rating.category, Rating.rating, func.count()).group_by(Rating.category, Rating.rating)
+    if user_ids is not None:
+        stmt = stmt.where(Rating.user_id.in_(list(user_ids)))
+    result: dict[str, dict[str, int]] = defaultdict(dict)
+    for category, rating, n in session.execute(stmt):
+        result[category][rating] = int(n)
+    return dict(result)

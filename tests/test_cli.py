@@ -192,7 +192,7 @@ def seed_answers(env: Env, fake_slack: FakeSlack) -> None:
                 }
                 assert service.handle_message_event(event, "UBOTDRILL") == "answer recorded"
         with db.transaction() as session:
-            assert len(repo.drills_in_order(session, CHANNEL)) == 2
+            assert len(repo.pending_streak_drills(session, CHANNEL)) == 2
     finally:
         db.dispose()
 

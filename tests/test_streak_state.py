@@ -128,6 +128,7 @@ def test_leaderboard_channel_defaults(tmp_path: Path, channels):
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     service = _service(url)
     service.settings = Settings(_env_file=None, database_url=url)  # type: ignore[call-arg]
+    service.programs, service._by_channel = [], {}  # no DRILL_CHANNEL and no programs file
     try:
         for n, channel in enumerate(channels):
             with service.db.transaction() as session:

@@ -68,6 +68,7 @@ class Schedule:
     crontab: str
     tz: ZoneInfo
     window: timedelta
+    skip_dates: frozenset[date] = frozenset()  # holidays: no scheduled drill (streaks never break on them)
 
     def local_date(self, now: datetime) -> date:
         return now.astimezone(self.tz).date()
@@ -86,6 +87,8 @@ class Schedule:
 
     def is_due(self, now: datetime) -> bool:
         """Whether today's drill should be posted now (assuming none has been posted today)."""
+        if self.local_date(now) in self.skip_dates:
+            return False
         slot = self.last_slot(now)
         same_day = slot.astimezone(self.tz).date() == self.local_date(now)
         # Real elapsed time, not wall-clock time: a DST change must not stretch or shrink the window.

@@ -3,13 +3,15 @@
 The sequence is the channel's drills in the order they were posted, so days without a drill (weekends,
 holidays, a paused schedule) never break a streak. A closed drill the person did not answer resets their
 current streak to 0. A drill that is still open counts if they already answered it and is otherwise
-ignored: nobody loses a streak before the answer window closes. `longest` is the best run ever.
+ignored: nobody loses a streak before the answer window closes. Neither do people who snoozed
+(`/interview-question snooze until DATE`) for drills on their snoozed days. `longest` is the best run ever.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 
 __all__ = ["DrillRef", "Streak", "compute_streaks", "rank"]
 
@@ -18,6 +20,7 @@ __all__ = ["DrillRef", "Streak", "compute_streaks", "rank"]
 class DrillRef:
     id: int
     is_open: bool
+    day: date | None = None  # needed only to excuse snoozed people
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ def compute_streaks(
     drills: Sequence[DrillRef],
     answered: Mapping[str, Iterable[int]],
     start: Mapping[str, Streak] | None = None,
+    snoozes: Mapping[str, Sequence[tuple[date, date]]] | None = None,
 ) -> dict[str, Streak]:
     """Streaks after `drills` (in order), given who answered which (user -> drill ids).
 
@@ -39,6 +43,7 @@ def compute_streaks(
     it, `drills` is the whole history. Both the stored state and every leaderboard use this one rule.
     """
     start = start or {}
+    snoozes = snoozes or {}
     result: dict[str, Streak] = {}
     for user in start.keys() | answered.keys():
         mine = set(answered.get(user, ()))
@@ -49,11 +54,15 @@ def compute_streaks(
                 current += 1
                 total += 1
                 longest = max(longest, current)
-            elif not drill.is_open:
+            elif not drill.is_open and not _snoozed(snoozes.get(user, ()), drill.day):
                 current = 0
         if total:
             result[user] = Streak(user, current, longest, total)
     return result
+
+
+def _snoozed(periods: Sequence[tuple[date, date]], day: date | None) -> bool:
+    return day is not None and any(first <= day <= last for first, last in periods)
 
 
 def rank(streaks: Iterable[Streak]) -> list[Streak]:

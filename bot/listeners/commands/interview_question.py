@@ -3,31 +3,60 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 from slack_bolt import Respond
 
 from bot import blocks
+from bot.blocks import COMMAND
 from bot.drills import DrillService
-from bot.home import is_manager, next_practice_question, stats_for
+from bot.home import next_practice_question, public_leaderboard, stats_for
 
 __all__ = ["COMMAND", "command_responder", "reply_for"]
 
-COMMAND = "/interview-question"
+
+def _text(text: str) -> blocks.Message:
+    return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
 
 
-def reply_for(text: str, user_id: str, service: DrillService) -> blocks.Message:
+def _snooze(service: DrillService, user_id: str, words: list[str]) -> str:
+    """`snooze until 2026-12-31` (or `snooze 2026-12-31`)."""
+    if words and words[0].lower() == "until":
+        words = words[1:]
+    try:
+        until = date.fromisoformat(words[0]) if len(words) == 1 else None
+    except ValueError:
+        until = None
+    if until is None:
+        return f"Use `{COMMAND} snooze until YYYY-MM-DD`, e.g. `{COMMAND} snooze until 2026-12-31`."
+    return service.snooze(user_id, until)
+
+
+def reply_for(text: str, user_id: str, service: DrillService, channel_id: str = "") -> blocks.Message:
     """The ephemeral reply to the command; the one place that reads its argument."""
     words = text.split()
     bank = service.bank
     if words and words[0].lower() == "help":
         return blocks.help_message(bank)
-    if words and words[0].lower() == "leaderboard":
-        if not is_manager(service, user_id):
+    first = words[0].lower() if words else ""
+    if first == "leaderboard":
+        program_channel = channel_id if channel_id in {p.channel for p in service.programs} else None
+        if not service.is_manager(user_id, program_channel):
             return blocks.refusal_message()
-        return blocks.leaderboard_message(service.leaderboard())
-    if words and words[0].lower() == "stats":
+        shown, hidden = public_leaderboard(service, program_channel)
+        return blocks.leaderboard_message(shown, hidden=hidden)
+    if first == "stats":
         return stats_for(service, user_id)
+    if first == "snooze":
+        return _text(_snooze(service, user_id, words[1:]))
+    if first == "resume":
+        return _text(service.resume(user_id))
+    if first == "private":
+        choice = words[1].lower() if len(words) > 1 else ""
+        if choice not in ("on", "off"):
+            return _text(f"Use `{COMMAND} private on` or `{COMMAND} private off`.")
+        return _text(service.set_private(user_id, choice == "on"))
     if words and words[0].lower() == "categories":
         return blocks.categories_message(bank)
     unknown = bank.unknown_terms(words)
@@ -41,7 +70,12 @@ def reply_for(text: str, user_id: str, service: DrillService) -> blocks.Message:
 
 def command_responder(service: DrillService) -> Callable[..., None]:
     def answer_command(command: dict[str, Any], respond: Respond) -> None:
-        message = reply_for(str(command.get("text") or ""), str(command.get("user_id") or ""), service)
+        message = reply_for(
+            str(command.get("text") or ""),
+            str(command.get("user_id") or ""),
+            service,
+            str(command.get("channel_id") or ""),
+        )
         respond(response_type="ephemeral", replace_original=False, **message)
 
     return answer_command

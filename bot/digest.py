@@ -1,0 +1,91 @@
+"""The weekly digest for managers (DRILL_DIGEST, a crontab): one DM each, once per slot.
+
+Per program: participation per drill over the last 7 days, how many people took part, streak changes
+(whose streak grew, who lost one; private people only as counts), and the categories the team rated
+weakest. Exactly once per slot across replicas and restarts (a claim row per slot); a slot missed while
+the bot was down is still sent within the hour after it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, timedelta
+
+from croniter import croniter
+
+from bot import blocks
+from bot.domain.practice import category_scores
+from bot.domain.programs import Program
+from bot.domain.streaks import DrillRef, compute_streaks
+from bot.drills import DrillService, describe_failure
+from storage import repo
+
+__all__ = ["digest_message_for", "send_digest"]
+
+log = logging.getLogger(__name__)
+CATCH_UP = timedelta(hours=1)
+WEEK = timedelta(days=7)
+
+
+def send_digest(service: DrillService) -> int:
+    """Scheduler entry: DM the digest to every manager when a DRILL_DIGEST slot has come; returns DMs sent."""
+    crontab = service.settings.drill_digest
+    if not crontab or not service.programs:
+        return 0
+    now = service.clock()
+    tz = service.settings.tz
+    slot: datetime = croniter(crontab, now.astimezone(tz) + timedelta(seconds=1)).get_prev(datetime)
+    if not slot <= now < slot + CATCH_UP:
+        return 0
+    with service.db.transaction() as session:
+        if not repo.claim_digest(session, slot, now):
+            return 0
+    sent = 0
+    for program in service.programs:
+        managers = sorted(service.settings.drill_managers | program.managers)
+        if not managers:
+            continue
+        message = digest_message_for(service, program, now)
+        for manager in managers:
+            try:
+                service.slack.post(manager, message)  # a user ID as channel: the app's DM with them
+                sent += 1
+            except Exception as exc:
+                log.warning("digest for %s not sent to a manager (%s)", program.name, describe_failure(exc))
+    log.info("weekly digest sent (%d DMs)", sent)
+    return sent
+
+
+def digest_message_for(service: DrillService, program: Program, now: datetime) -> blocks.Message:
+    today = now.astimezone(program.schedule.tz).date()
+    first = today - timedelta(days=6)
+    with service.db.transaction() as session:
+        week = repo.drills_between(session, program.channel, first, today)
+        earlier = [
+            d for d in repo.drills_between(session, program.channel, date(1970, 1, 1), first) if d.day < first
+        ]
+        all_drills = earlier + week
+        answered = repo.answered_in(session, [d.id for d in all_drills])
+        snoozes = repo.snoozes_by_user(session)
+        counts = {d.id: repo.answerer_count(session, d.id) for d in week}
+        private = repo.private_users(session)
+        ratings = repo.team_ratings(session)
+    is_open = {d.id: d.status in ("open", "revealing") and d.deadline > now for d in all_drills}
+    before = compute_streaks([DrillRef(d.id, is_open[d.id], d.day) for d in earlier], answered, snoozes=snoozes)
+    after = compute_streaks([DrillRef(d.id, is_open[d.id], d.day) for d in all_drills], answered, snoozes=snoozes)
+    active = {user for user, ids in answered.items() if ids & {d.id for d in week}}
+    grew = sorted(u for u, s in after.items() if s.current > (before[u].current if u in before else 0))
+    broke = sorted(u for u, s in after.items() if u in before and before[u].current > 0 and s.current == 0)
+    weakest = sorted(category_scores(ratings).items(), key=lambda item: (item[1], item[0]))[:3]
+    return blocks.digest_message(
+        program=program.name,
+        channel=program.channel,
+        first=first,
+        last=today,
+        drills=[(d.day, service.bank.get(d.question_id), counts[d.id]) for d in week],
+        active=len(active),
+        grew=[u for u in grew if u not in private],
+        broke=[u for u in broke if u not in private],
+        private_changes=sum(1 for u in grew + broke if u in private),
+        weakest=weakest,
+    )
