@@ -84,7 +84,8 @@ def claim(session: Session, drill: Drill, *, to_status: DrillStatus, owner: str,
         "status": to_status,
         "claimed_by": owner,
         "claimed_at": now,
-        "attempts": Drill.attempts + 1,
+        # attempts count tries of the current step (its retry delay grows with them); a new step starts at 1
+        "attempts": Drill.attempts + 1 if to_status == drill.status else 1,
         "error": None,
     }
     same_claim = Drill.claimed_at.is_(None) if drill.claimed_at is None else Drill.claimed_at == drill.claimed_at
