@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot import listeners
 from bot.drills import DrillService
+from bot.errors import RetryLater
 from bot.settings import Settings
 
 __all__ = ["build_app"]
@@ -44,7 +45,7 @@ def build_app(
     def log_listener_error(error: Exception, body: dict[str, Any], response: BoltResponse | None) -> None:
         kind = body.get("type") or body.get("command") or "request"
         log.error("listener failed on %s", kind, exc_info=error)
-        if response is not None and not isinstance(error, SQLAlchemyError):
+        if response is not None and not isinstance(error, SQLAlchemyError | RetryLater):
             # A payload the listener cannot handle will not improve on redelivery: acknowledge it. A
             # database failure keeps its 500 so Slack redelivers and the answer is not lost.
             response.status = 200

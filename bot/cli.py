@@ -138,6 +138,9 @@ def post(ctx: click.Context, channel: str | None) -> None:
     settings = _settings(ctx)
     settings.require("slack_bot_token")
     service = build_runtime(settings).service
+    known = [p.channel for p in service.programs]
+    if channel is not None and known and channel not in known:
+        raise ConfigError(f"--channel {channel} is not a drill program's channel ({', '.join(known)})")
     channel = service.program_for(channel).channel
     outcome = service.post_today(channel, retry_failed=True)
     if outcome.result in (PostResult.POSTED, PostResult.ADOPTED):

@@ -28,7 +28,7 @@ from bot.domain.programs import Program, load_programs, single_program
 from bot.domain.questions import Question, QuestionBank
 from bot.domain.rotation import next_question
 from bot.domain.streaks import DrillRef, Streak, compute_streaks, rank
-from bot.errors import ConfigError, QuestionBankError, SlackSetupError
+from bot.errors import ConfigError, QuestionBankError, RetryLater, SlackSetupError
 from bot.settings import Settings
 from bot.slack_api import DRILL_EVENT, REVEAL_EVENT, SlackGateway
 from storage import repo
@@ -82,6 +82,7 @@ def _clean(text: Any) -> str:
 
 
 LIVE_COUNT_INTERVAL = timedelta(seconds=5)
+FOLD_BACKLOG = 3  # closed drills a leaderboard replays before it folds them into the stored state
 _OPEN_STATES = frozenset({DrillStatus.OPEN, DrillStatus.REVEALING})
 _FINAL_STATES = frozenset({DrillStatus.CLOSED, DrillStatus.FAILED})
 
@@ -107,7 +108,10 @@ class _FoldConflict(Exception):
 
 
 def _stored_streaks(session: Any, channel: str) -> dict[str, Streak]:
-    return {s.user_id: Streak(s.user_id, s.current, s.longest, s.total) for s in repo.streak_states(session, channel)}
+    return {
+        user: Streak(user, current, longest, total)
+        for user, current, longest, total in repo.streak_states(session, channel)
+    }
 
 
 class PostResult(StrEnum):
@@ -407,6 +411,18 @@ class DrillService:
                     question, deadline=drill.deadline, answered=count, sealed=drill.sealed, drill_id=drill.id
                 )
                 self.slack.update(drill.channel, str(drill.ts), message)
+                # The update may have landed after the reveal closed the drill (a 429 waited out, a slow
+                # reply): then put the closed rendering back, so the message never looks open again.
+                with self.db.transaction() as session:
+                    row = session.get(Drill, drill.id)
+                    closed_count = (
+                        (row.answer_count if row.status == DrillStatus.CLOSED else repo.answerer_count(session, row.id))
+                        if row is not None and row.status in (DrillStatus.REVEALING, DrillStatus.CLOSED)
+                        else None
+                    )
+                if closed_count is not None:
+                    closed = blocks.drill_message(question, deadline=drill.deadline, closed=True, answered=closed_count)
+                    self.slack.update(drill.channel, str(drill.ts), closed)
             except Exception as exc:  # cosmetic; the next change retries
                 log.warning("drill %s: live count not updated (%s)", drill.id, describe_failure(exc))
         return len(claimed)
@@ -505,8 +521,11 @@ class DrillService:
         return f"Snoozed until {until.isoformat()}: drills you miss until then won't break your streak."
 
     def resume(self, user_id: str) -> str:
+        today = self.today()
         with self.db.transaction() as session:
-            ended = repo.end_snooze(session, user_id=user_id, today=self.today())
+            ended = repo.end_snooze(session, user_id=user_id, today=today)
+            for channel in repo.folded_since(session, today) if ended else []:  # today's drill counts again
+                repo.reset_streaks(session, channel)
         return "Welcome back: drills count for your streak again." if ended else "You were not snoozed."
 
     def snoozed_until(self, user_id: str) -> date | None:
@@ -554,6 +573,10 @@ class DrillService:
         with self.db.transaction() as session:
             drill = self._drill_for_reply(session, channel, message)
             if drill is None:
+                parent = slack_ts_to_datetime(message.get("thread_ts"))
+                if parent is not None and repo.posting_in(session, channel, parent):
+                    # The drill may be this very thread, posted but not yet confirmed: let Slack redeliver.
+                    raise RetryLater(f"a drill in {channel} is still being posted")
                 return "ignored: not a drill thread"
             if written > drill.deadline:
                 return "ignored: after the deadline"
@@ -625,6 +648,10 @@ class DrillService:
             channel = self._leaderboard_channel(session, channel)
             if channel is None:
                 return []
+            backlog = repo.pending_streak_drills(session, channel)
+        if sum(1 for d in backlog[: FOLD_BACKLOG + 1] if d.status in _FINAL_STATES) > FOLD_BACKLOG:
+            self.fold_streaks(channel)  # e.g. after a rebuild: fold once instead of replaying on every read
+        with self.db.transaction(snapshot=True) as session:
             stored = _stored_streaks(session, channel)
             pending = repo.pending_streak_drills(session, channel)
             answered = repo.answered_in(session, [d.id for d in pending])

@@ -8,11 +8,13 @@ it as `error: <message>` and exits 1; nothing else is shown, so no traceback rea
 - `QuestionBankError`: the question bank cannot be loaded or breaks a rule.
 - `SlackSetupError`: Slack refused a call for a reason retrying cannot fix (bad token, bot not in the
   channel, channel not found). Logged once with the fix; the job does not loop on it.
+- `RetryLater`: a request cannot be handled yet (e.g. a reply to a drill whose post is unconfirmed); the
+  listener answers 5xx so Slack redelivers it.
 """
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DrillbotError", "QuestionBankError", "SlackSetupError"]
+__all__ = ["ConfigError", "DrillbotError", "QuestionBankError", "RetryLater", "SlackSetupError"]
 
 
 class DrillbotError(Exception):
@@ -29,3 +31,7 @@ class QuestionBankError(DrillbotError):
 
 class SlackSetupError(DrillbotError):
     """Slack refused a call in a way that only a configuration change can fix."""
+
+
+class RetryLater(DrillbotError):
+    """Not handled yet; Slack should redeliver the request."""

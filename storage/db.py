@@ -9,6 +9,8 @@ migrations; concurrent upgrades are serialised (SQLite's write lock, a PostgreSQ
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,18 +34,19 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 20) -> None:
         try:
             parsed = make_url(url)
         except ArgumentError:
             raise ConfigError("DATABASE_URL: not a database URL (e.g. sqlite:///drills.db)") from None
         self.url = parsed
         self.dialect = parsed.get_backend_name()
-        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        # As many pooled connections as server threads; a pre-ping only where the server can drop them.
+        kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": pool_size}
         if self.dialect == "sqlite":
             kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size)
+            kwargs["pool_pre_ping"] = True
         try:
             self.engine: Engine = create_engine(parsed, **kwargs)
         except (ArgumentError, ImportError, ModuleNotFoundError) as exc:
@@ -52,11 +55,21 @@ class Database:
         if self.dialect == "sqlite":
             _tune_sqlite(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer and every transaction takes the write lock (BEGIN IMMEDIATE): queue this
+        # process's threads on a lock, which wakes the next one at once, instead of SQLite's busy handler,
+        # which sleeps up to 100 ms between tries. Other processes still wait through the busy timeout.
+        self._writer = threading.RLock() if self.dialect == "sqlite" else contextlib.nullcontext()
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """One short unit of work: commits on success, rolls back on error."""
-        with self.sessions.begin() as session:
+    def transaction(self, *, snapshot: bool = False) -> Iterator[Session]:
+        """One short unit of work: commits on success, rolls back on error.
+
+        `snapshot`: several reads that must agree (a leaderboard reads the stored state, then the drills not
+        folded into it): REPEATABLE READ on PostgreSQL; SQLite transactions are serialised already.
+        """
+        with self._writer, self.sessions.begin() as session:
+            if snapshot and self.dialect == "postgresql":
+                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             yield session
 
     def ping(self) -> bool:

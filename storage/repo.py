@@ -224,8 +224,10 @@ def answered_in(session: Session, drill_ids: Sequence[int]) -> dict[str, set[int
     return dict(result)
 
 
-def streak_states(session: Session, channel: str) -> list[StreakState]:
-    return list(session.scalars(select(StreakState).where(StreakState.channel == channel)))
+def streak_states(session: Session, channel: str) -> list[tuple[str, int, int, int]]:
+    """(user, current, longest, total) per person: plain rows, no ORM objects (thousands per leaderboard)."""
+    stmt = select(StreakState.user_id, StreakState.current, StreakState.longest, StreakState.total)
+    return [(u, c, lo, t) for u, c, lo, t in session.execute(stmt.where(StreakState.channel == channel))]
 
 
 def claim_streak_fold(session: Session, drill_ids: Sequence[int]) -> bool:
@@ -462,3 +464,14 @@ def team_ratings(session: Session, user_ids: Iterable[str] | None = None) -> dic
     for category, rating, n in session.execute(stmt):
         result[category][rating] = int(n)
     return dict(result)
+
+
+def posting_in(session: Session, channel: str, parent_posted: datetime) -> bool:
+    """Whether the thread's parent, posted at `parent_posted`, may be a drill not confirmed yet."""
+    stmt = select(Drill.id).where(
+        Drill.channel == channel,
+        Drill.status == DrillStatus.POSTING,
+        Drill.created_at <= parent_posted + timedelta(minutes=1),
+    )
+    stmt = stmt.limit(1)
+    return session.scalar(stmt) is not None
