@@ -372,13 +372,23 @@ class RecentDrill:
 
 
 @dataclass(frozen=True)
+class ManagedProgram:
+    """What a manager sees of one program: the leaderboard (private people counted) and participation."""
+
+    name: str
+    leaderboard: Sequence[Streak]
+    hidden_count: int
+    recent: Sequence[RecentDrill]
+
+
+@dataclass(frozen=True)
 class HomeData:
     streak: Streak | None
     recent: Sequence[RecentDrill]
     ratings: Mapping[str, Mapping[str, int]]
     snoozed_until: date | None = None
-    leaderboard: Sequence[Streak] | None = None  # only for managers
-    hidden_count: int = 0  # managers: people who opted out of the leaderboard
+    managed: Sequence[ManagedProgram] = ()  # only the programs the viewer manages
+    other_streaks: Sequence[tuple[str, Streak]] = ()  # the viewer's own streaks in further programs
 
 
 def _title(question: Question | None) -> str:
@@ -388,6 +398,8 @@ def _title(question: Question | None) -> str:
 def home_view(data: HomeData) -> dict[str, Any]:
     """The App Home tab. Everything on it is the viewer's own, except the manager section."""
     blocks: list[dict[str, Any]] = [_header("Your interview drills"), _section(_streak_line(data.streak))]
+    for name, streak in data.other_streaks:
+        blocks.append(_context(f"*{escape(name)}*: {_streak_line(streak)}"))
     if data.snoozed_until:
         blocks.append(
             _context(f":zzz: Snoozed until {data.snoozed_until.isoformat()}: missed drills don't break your streak.")
@@ -407,20 +419,22 @@ def home_view(data: HomeData) -> dict[str, Any]:
             continue
         guidance = _truncate(escape(drill.question.guidance), 600)
         blocks.append(_section(f"*{drill.day.isoformat()}*: {escape(drill.question.title)}\n{guidance}"))
-    if data.leaderboard is not None:
+    if data.managed:
         blocks.append({"type": "divider"})
         blocks.append(_header("Manager view"))
+    for program in data.managed:
+        title = f" ({escape(program.name)})" if len(data.managed) > 1 else ""
         lines = [
             f"{rank}. <@{s.user_id}>: current {s.current}, longest {s.longest}, {s.total} answers"
-            for rank, s in enumerate(data.leaderboard[:20], start=1)
+            for rank, s in enumerate(program.leaderboard[:20], start=1)
         ]
-        if data.hidden_count:
-            lines.append(f"…plus {data.hidden_count} people who keep their streaks private.")
-        blocks.extend(_sections("*Streak leaderboard*\n" + ("\n".join(lines) or "No answers yet.")))
+        if program.hidden_count:
+            lines.append(f"…plus {program.hidden_count} people who keep their streaks private.")
+        blocks.extend(_sections(f"*Streak leaderboard{title}*\n" + ("\n".join(lines) or "No answers yet.")))
         participation = "\n".join(
-            f"• {d.day.isoformat()}: {d.answered} answered ({_title(d.question)})" for d in data.recent[:10]
+            f"• {d.day.isoformat()}: {d.answered} answered ({_title(d.question)})" for d in program.recent[:10]
         )
-        blocks.extend(_sections("*Participation per drill*\n" + (participation or "No drills yet.")))
+        blocks.extend(_sections(f"*Participation per drill{title}*\n" + (participation or "No drills yet.")))
     return {"type": "home", "blocks": blocks[:MAX_BLOCKS]}
 
 
@@ -451,3 +465,15 @@ def digest_message(
         f"*Weakest categories* (team self-ratings, 0 = missed, 2 = nailed): {weak}"
     )
     return _message(escape(header), [_header("Weekly drill digest"), *_sections(body)])
+
+
+def combine(parts: Sequence[tuple[str | None, Message]]) -> Message:
+    """Several messages as one (e.g. a leaderboard per program), each under its name, within the limits."""
+    if len(parts) == 1 and parts[0][0] is None:
+        return parts[0][1]
+    blocks: list[dict[str, Any]] = []
+    for name, message in parts:
+        if name:
+            blocks.append(_header(name))
+        blocks.extend(message["blocks"])
+    return _message(" / ".join(str(m["text"]) for _, m in parts), blocks)

@@ -52,25 +52,40 @@ def next_practice_question(service: DrillService, user_id: str, terms: list[str]
     return question
 
 
+def _recent(service: DrillService, channel: str) -> list[blocks.RecentDrill]:
+    recent = []
+    with service.db.transaction() as session:
+        for drill in repo.recent_drills(session, channel, limit=10):
+            revealed = drill.status == "closed"
+            count = drill.answer_count if revealed else repo.answerer_count(session, drill.id)
+            recent.append(blocks.RecentDrill(drill.day, service.bank.get(drill.question_id), count, revealed))
+    return recent
+
+
 def home_view_for(service: DrillService, user_id: str) -> dict[str, Any]:
-    program = service.programs[0] if service.programs else None
-    channel = program.channel if program else None
-    manager = service.is_manager(user_id, channel)
-    leaderboard, hidden = public_leaderboard(service, channel) if channel else ([], 0)
-    recent: list[blocks.RecentDrill] = []
     with service.db.transaction() as session:
         ratings = repo.ratings_by_category(session, user_id)
-        if channel:
-            for drill in repo.recent_drills(session, channel, limit=10):
-                revealed = drill.status == "closed"
-                count = drill.answer_count if revealed else repo.answerer_count(session, drill.id)
-                recent.append(blocks.RecentDrill(drill.day, service.bank.get(drill.question_id), count, revealed))
+    streaks: list[tuple[str, Streak | None]] = []
+    recent: list[blocks.RecentDrill] = []
+    managed: list[blocks.ManagedProgram] = []
+    for program in service.programs:
+        board = service.leaderboard(program.channel)
+        streaks.append((program.name, next((s for s in board if s.user_id == user_id), None)))
+        program_recent = _recent(service, program.channel)
+        recent.extend(program_recent)
+        if service.is_manager(user_id, program.channel):
+            private = service.private_users()
+            shown = [s for s in board if s.user_id not in private]
+            managed.append(blocks.ManagedProgram(program.name, shown, len(board) - len(shown), program_recent))
+    recent.sort(key=lambda d: d.day, reverse=True)
+    # The first program the person takes part in leads; their other programs follow on one line each.
+    mine = sorted(streaks, key=lambda item: item[1] is None)
     data = blocks.HomeData(
-        streak=own_streak(service, user_id, channel) if channel else None,
+        streak=mine[0][1] if mine else None,
         recent=recent,
         ratings=ratings,
         snoozed_until=service.snoozed_until(user_id),
-        leaderboard=leaderboard if manager else None,
-        hidden_count=hidden if manager else 0,
+        managed=managed,
+        other_streaks=[(name, s) for name, s in mine[1:] if s is not None],
     )
     return blocks.home_view(data)

@@ -41,11 +41,16 @@ def reply_for(text: str, user_id: str, service: DrillService, channel_id: str = 
         return blocks.help_message(bank)
     first = words[0].lower() if words else ""
     if first == "leaderboard":
-        program_channel = channel_id if channel_id in {p.channel for p in service.programs} else None
-        if not service.is_manager(user_id, program_channel):
+        # In a program's channel: that program. Elsewhere: every program the person manages.
+        here = [p for p in service.programs if p.channel == channel_id] or service.programs
+        mine = [p for p in here if service.is_manager(user_id, p.channel)]
+        if not mine:
             return blocks.refusal_message()
-        shown, hidden = public_leaderboard(service, program_channel)
-        return blocks.leaderboard_message(shown, hidden=hidden)
+        parts = []
+        for program in mine:
+            shown, hidden = public_leaderboard(service, program.channel)
+            parts.append((program.name if len(mine) > 1 else None, blocks.leaderboard_message(shown, hidden=hidden)))
+        return blocks.combine(parts)
     if first == "stats":
         return stats_for(service, user_id)
     if first == "snooze":
