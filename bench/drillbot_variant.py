@@ -1,0 +1,163 @@
+"""`python -m bot ...` with experimental changes patched in at start-up: evidence for proposed product changes.
+
+Nothing in bot/ or storage/ is edited; this wrapper patches classes before the CLI runs, from the
+environment:
+
+- BENCH_CHEROOT_BACKLOG=N: the listen backlog of the cheroot server (cheroot's default is 5);
+- BENCH_CHEROOT_KEEPALIVE=N: cheroot's keep_alive_conn_limit (default 10 idle keep-alive connections);
+- BENCH_SQLITE_WRITE_LOCK=1: one SQLite write transaction at a time per process, queued on a
+  threading.Lock (woken at once) instead of SQLite's busy handler (which sleeps 1, 2, 5, 10 ... 100 ms
+  between retries of BEGIN IMMEDIATE);
+- BENCH_SQLITE_NO_PING=1: no pool pre-ping (a `SELECT 1` before every transaction) on SQLite;
+- BENCH_CORE_ANSWERS=1: repo.insert_answer as one prebuilt Core INSERT with bound parameters;
+- BENCH_DIRECT_HANDOFF=1: /interview-question acks, then hands the answer to a thread pool itself
+  instead of through a Bolt lazy listener (no deep copy of the request before the ack).
+
+Usage: BENCH_CHEROOT_BACKLOG=128 python bench/drillbot_variant.py run --http --port N
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def patch() -> list[str]:
+    applied = []
+    backlog = os.environ.get("BENCH_CHEROOT_BACKLOG")
+    keepalive = os.environ.get("BENCH_CHEROOT_KEEPALIVE")
+    if backlog or keepalive:
+        from bot import web
+
+        original_init = web.HttpServer.__init__
+
+        def init(self: web.HttpServer, *args: Any, **kwargs: Any) -> None:
+            original_init(self, *args, **kwargs)
+            if backlog:
+                self.server.request_queue_size = int(backlog)
+            if keepalive:
+                self.server.keep_alive_conn_limit = int(keepalive)
+
+        web.HttpServer.__init__ = init  # type: ignore[method-assign]
+        applied.append(f"cheroot backlog={backlog or 'default'} keep_alive_conn_limit={keepalive or 'default'}")
+    if os.environ.get("BENCH_SQLITE_WRITE_LOCK") == "1":
+        from storage import db as storage_db
+
+        original_transaction = storage_db.Database.transaction
+        lock = threading.RLock()
+
+        @contextlib.contextmanager
+        def transaction(self: storage_db.Database) -> Iterator[Any]:
+            if self.dialect != "sqlite":
+                with original_transaction(self) as session:
+                    yield session
+                return
+            with lock, original_transaction(self) as session:
+                yield session
+
+        storage_db.Database.transaction = transaction  # type: ignore[method-assign]
+        applied.append("SQLite writes serialised on a threading.Lock")
+    if os.environ.get("BENCH_SQLITE_NO_PING") == "1":
+        from storage import db as storage_db
+
+        original_db_init = storage_db.Database.__init__
+
+        def db_init(self: storage_db.Database, *args: Any, **kwargs: Any) -> None:
+            original_db_init(self, *args, **kwargs)
+            if self.dialect == "sqlite":
+                self.engine.pool._pre_ping = False  # a local file: nothing to ping
+
+        storage_db.Database.__init__ = db_init  # type: ignore[method-assign]
+        applied.append("no pool pre-ping on SQLite")
+    if os.environ.get("BENCH_CORE_ANSWERS") == "1":
+        applied.append(_core_insert_answer())
+    if os.environ.get("BENCH_DIRECT_HANDOFF") == "1":
+        applied.append(_direct_handoff())
+    return applied
+
+
+def _direct_handoff() -> str:
+    """/interview-question: ack, then submit the answer to a thread pool ourselves, instead of a Bolt lazy
+    listener (which deep-copies the whole request and context on the request thread before the ack)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from slack_bolt import Ack, App, Respond
+
+    from bot.drills import DrillService
+    from bot.listeners import commands
+    from bot.listeners.commands.interview_question import COMMAND, command_responder
+
+    pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="command")
+
+    def register(app: App, service: DrillService) -> None:
+        answer = command_responder(service)
+
+        def ack_and_hand_off(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
+            ack()
+            pool.submit(answer, command=dict(command), respond=respond)
+
+        app.command(COMMAND)(ack_and_hand_off)
+
+    commands.register = register
+    return "slash command answered from our own thread pool (no Bolt lazy listener)"
+
+
+def _core_insert_answer() -> str:
+    """repo.insert_answer as one prebuilt Core statement with bound parameters (no ORM bulk-insert path,
+    no per-call `.values(...)` cache-key generation)."""
+    from sqlalchemy import bindparam
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    from storage import repo
+    from storage.models import Answer
+
+    table = Answer.__table__
+    when = table.c.created_at.type
+
+    def build(insert: Any) -> Any:
+        return (
+            insert(table)
+            .values(
+                drill_id=bindparam("drill_id"),
+                channel=bindparam("channel"),
+                message_ts=bindparam("message_ts"),
+                user_id=bindparam("user_id"),
+                text=bindparam("text"),
+                deleted=False,
+                created_at=bindparam("now", type_=when),
+                updated_at=bindparam("now", type_=when),
+            )
+            .on_conflict_do_nothing(index_elements=["channel", "message_ts"])
+            .returning(table.c.id)
+        )
+
+    statements = {"sqlite": build(sqlite_insert), "postgresql": build(pg_insert)}
+
+    def insert_answer(session: Any, *, drill: Any, user_id: str, message_ts: str, text: str, now: Any) -> bool:
+        stmt = statements[session.get_bind().dialect.name]
+        params = {"drill_id": drill.id, "channel": drill.channel, "message_ts": message_ts, "user_id": user_id,
+                  "text": text, "now": now}
+        return session.execute(stmt, params).scalar_one_or_none() is not None
+
+    repo.insert_answer = insert_answer
+    return "repo.insert_answer as a prebuilt Core statement"
+
+
+def main() -> None:
+    applied = patch()
+    print("drillbot_variant: " + ("; ".join(applied) or "no changes"), file=sys.stderr, flush=True)
+    from bot.cli import main as cli_main
+
+    cli_main(prog_name="drillbot")
+
+
+if __name__ == "__main__":
+    main()

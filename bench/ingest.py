@@ -1,0 +1,272 @@
+"""Event ingestion: signed thread replies to an open drill, over HTTP, at concurrency 1, 16 and 64.
+
+    .venv/bin/python bench/ingest.py [--quick] [--proposed] [--floor] [--json out.json]
+
+`drillbot run --http` runs as a subprocess (SQLite in a temp dir, the fake Slack in another process).
+Each concurrency level gets its own channel with an open drill (posted through DrillService against the
+same database) and 1,000 distinct users x 3 replies (--quick: 30 x 3). The baseline, measured in the
+same run with the same requests and the same load generator, is a bare Bolt app with a no-op `message`
+listener behind the same WSGI edge and cheroot server (bench/bare_bolt.py). Afterwards every level is
+checked for loss: every reply stored, every user counted exactly once on the leaderboard (in-process
+and, for c=64, `drillbot leaderboard --format json`). `--proposed` adds drillbot with the changes
+BENCHMARKS.md proposes patched in (bench/drillbot_variant.py), and the bare Bolt app with the proposed
+cheroot settings (listen backlog 128, keep-alive limit 256); `--floor` adds the bare Bolt app storing
+each reply with one sqlite3 INSERT + COMMIT before the ack (the floor for any design that stores before
+acking). Resident memory of the drillbot process is read from /proc/<pid>/status when idle after start
+and after the load.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import (  # noqa: E402
+    BOT_TOKEN,
+    BUNDLED_BANK,
+    NEVER,
+    PROPOSED,
+    PROPOSED_NAME,
+    SIGNING_SECRET,
+    FakeSlackProcess,
+    LoadResult,
+    Report,
+    bare_bolt,
+    bot_env,
+    drillbot_cli,
+    drillbot_server,
+    event_body,
+    ms,
+    parse_args,
+    reply_event,
+    run_load,
+    sign,
+    workdir,
+)
+
+LEVELS = (1, 16, 64)
+FLOOR_NAME = "bare Bolt + one SQLite insert"
+TUNED_BARE_NAME = "bare Bolt, cheroot backlog 128"
+TUNED_CHEROOT = ["--backlog", "128", "--keep-alive-limit", "256"]
+REPLIES_PER_USER = 3
+WARMUP_CHANNEL = "CBENCHWARM"
+
+
+def post_drills(slack_url: str, database_url: str, channels: list[str]) -> dict[str, str]:
+    """Post an open drill (1 h window) in each channel through the real service; returns channel -> ts."""
+    from bot.drills import DrillService, PostResult
+    from bot.runtime import build_runtime
+    from bot.settings import Settings
+    from bot.slack_api import SlackGateway
+
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        slack_bot_token=BOT_TOKEN,
+        slack_signing_secret=SIGNING_SECRET,
+        slack_api_url=slack_url,
+        database_url=database_url,
+        questions_file=str(BUNDLED_BANK),
+        drill_schedule=NEVER,
+        drill_answer_window="1h",
+    )
+    runtime = build_runtime(settings)
+    posted: dict[str, str] = {}
+    try:
+        for channel in channels:
+            service = DrillService(
+                settings=settings.model_copy(update={"drill_channel": channel}),
+                bank=runtime.bank,
+                db=runtime.db,
+                slack=SlackGateway(runtime.client),
+            )
+            outcome = service.post_today()
+            service.close()
+            if outcome.result != PostResult.POSTED or outcome.ts is None:
+                raise RuntimeError(f"could not post the drill in {channel}: {outcome}")
+            posted[channel] = outcome.ts
+    finally:
+        runtime.service.close()
+        runtime.db.dispose()
+    return posted
+
+
+def reply_bodies(channel: str, drill_ts: str, users: int, tag: str) -> list[bytes]:
+    """users x 3 replies, interleaved (every user's first reply, then every second one, ...)."""
+    base = time.time() - 60  # written a minute ago: well before the 1 h deadline
+    bodies = []
+    for r in range(REPLIES_PER_USER):
+        for u in range(users):
+            k = r * users + u
+            event = reply_event(
+                drill_ts, user=f"U{tag}{u:06d}", ts=f"{base + k * 1e-5:.6f}", channel=channel, text=f"answer {r}"
+            )
+            bodies.append(event_body(event, f"Ev{tag}{k:08d}"))
+    return bodies
+
+
+def stored(db_path: Path, channel: str) -> tuple[int, int]:
+    with sqlite3.connect(db_path) as conn:
+        rows, people = conn.execute(
+            "SELECT count(*), count(DISTINCT user_id) FROM answers WHERE channel = ?", (channel,)
+        ).fetchone()
+    conn.close()
+    return int(rows), int(people)
+
+
+def leaderboard_counts(slack_url: str, database_url: str, channel: str) -> tuple[int, int]:
+    """(people on the in-process leaderboard, of whom counted exactly once)."""
+    from bot.runtime import build_runtime
+    from bot.settings import Settings
+
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        slack_bot_token=BOT_TOKEN,
+        slack_api_url=slack_url,
+        database_url=database_url,
+        drill_channel=channel,
+    )
+    runtime = build_runtime(settings, load_questions=False)
+    try:
+        rows = runtime.service.leaderboard(channel)
+    finally:
+        runtime.service.close()
+        runtime.db.dispose()
+    return len(rows), sum(1 for s in rows if s.total == 1)
+
+
+def row(name: str, result: LoadResult) -> list[str]:
+    bad = result.sent - result.ok
+    return [
+        name,
+        str(result.concurrency),
+        str(result.sent),
+        f"{result.rate:.0f}",
+        ms(result.p(50)),
+        ms(result.p(95)),
+        ms(result.p(99)),
+        str(bad),
+    ]
+
+
+def main() -> int:
+    args = parse_args(__doc__ or "", proposed=True, floor=True)
+    users = 30 if args.quick else 1000
+    warmup_events = 30 if args.quick else 300
+    report = Report("Event ingestion (thread replies)", args.quick)
+    with workdir("ingest") as tmp, FakeSlackProcess(tmp) as fake:
+        db_path = tmp / "drills.db"
+        database_url = f"sqlite:///{db_path}"
+        env = bot_env(slack_url=fake.url, database_url=database_url, drill_channel=None)
+        bot = drillbot_server(env, tmp)
+        bare = bare_bolt(fake.url, tmp)
+        servers = [bare, bot]
+        if args.proposed:
+            servers.append(drillbot_server(env, tmp, PROPOSED_NAME, variant=PROPOSED))
+        bots = servers[1:]
+        if args.proposed:
+            servers.append(bare_bolt(fake.url, tmp, name=TUNED_BARE_NAME, extra=TUNED_CHEROOT))
+        if args.floor:
+            servers.append(bare_bolt(fake.url, tmp, name=FLOOR_NAME, extra=["--store", str(tmp / "floor.db")]))
+        try:
+            # drillbot first, alone: it creates the schema; the others start on the migrated database.
+            bot.start().wait_healthy()
+            for server in servers:
+                if server is not bot:
+                    server.start()
+            for server in servers:
+                server.wait_healthy()
+            time.sleep(0.3 if args.quick else 1.0)
+            rss_idle = bot.rss_mb()
+            channels = {(server.name, c): f"CB{i}L{c:02d}" for i, server in enumerate(bots) for c in LEVELS}
+            warm_channels = {server.name: f"CB{i}WARM" for i, server in enumerate(servers)}
+            drills = post_drills(fake.url, database_url, [*warm_channels.values(), *channels.values()])
+
+            # Warm every server up (first-request costs, caches, connection pools).
+            for server in servers:
+                channel = warm_channels[server.name]
+                run_load(server.port, sign(reply_bodies(channel, drills[channel], warmup_events // 3, "W")), 8)
+
+            rows: list[list[str]] = []
+            ratios: list[list[str]] = []
+            results: dict[str, dict[str, dict[str, float]]] = {}
+            for index, level in enumerate(LEVELS):
+                measured: dict[str, LoadResult] = {}
+                order = servers if index % 2 == 0 else servers[::-1]  # alternate who goes first
+                for server in order:
+                    # The bare app gets the same requests as drillbot (channel and all).
+                    channel = channels[(server.name if server in bots else bot.name, level)]
+                    bodies = reply_bodies(channel, drills[channel], users, f"{level:02d}")
+                    measured[server.name] = run_load(server.port, sign(bodies), level)  # signed just before
+                base = measured[bare.name]
+                for server in servers:
+                    result = measured[server.name]
+                    rows.append(row(server.name, result))
+                    if result.errors:
+                        print(f"{server.name} c={level}: {len(result.errors)} connection errors, "
+                              f"e.g. {result.errors[0]}")
+                    results.setdefault(server.name, {})[str(level)] = {
+                        "rate": result.rate,
+                        "ratio": result.rate / base.rate,
+                        "p50_ms": result.p(50) * 1000,
+                        "p95_ms": result.p(95) * 1000,
+                        "p99_ms": result.p(99) * 1000,
+                        "non_200": result.sent - result.ok,
+                    }
+                for server in servers[1:]:
+                    ours = measured[server.name]
+                    ratios.append([server.name, str(level), f"{ours.rate:.0f}", f"{base.rate:.0f}",
+                                   f"{ours.rate / base.rate:.2f}x", f"{ours.p(99) / base.p(99):.2f}x"])
+            rss_after = bot.rss_mb()
+
+            # Nothing lost: every acknowledged reply stored, every user counted exactly once.
+            loss_rows = []
+            lost_total = 0
+            for server in bots:
+                for level in LEVELS:
+                    channel = channels[(server.name, level)]
+                    expected = users * REPLIES_PER_USER
+                    rows_stored, people = stored(db_path, channel)
+                    on_board, once = leaderboard_counts(fake.url, database_url, channel)
+                    acked = int(expected - results[server.name][str(level)]["non_200"])
+                    lost = max(0, acked - rows_stored) + (users - once)
+                    if server is bot:
+                        lost_total += lost
+                    loss_rows.append([server.name, str(level), f"{acked}/{expected}", f"{rows_stored}/{expected}",
+                                      f"{people}/{users}", f"{once}/{users}", str(lost)])
+            cli_channel = channels[(bot.name, 64)]
+            cli_out, cli_seconds = drillbot_cli(env, tmp, "leaderboard", "--format", "json", "--channel", cli_channel)
+            cli_rows = json.loads(cli_out)
+            cli_once = sum(1 for r in cli_rows if r["total_answers"] == 1)
+            lost_total += users - cli_once
+        finally:
+            for server in servers:
+                server.stop()
+
+    report.add(f"{users} users x {REPLIES_PER_USER} replies per level, one keep-alive connection per load thread; "
+               "latency = request sent to response read, at the client. A connection reset counts as non-200.")
+    report.table(("server", "concurrency", "events", "events/s", "p50 ms", "p95 ms", "p99 ms", "non-200"), rows)
+    report.table(("server", "concurrency", "events/s", "bare Bolt events/s", "throughput ratio", "p99 ratio"),
+                 ratios)
+    report.table(("server", "concurrency", "acked (200)", "replies stored", "distinct users stored",
+                  "users counted once (leaderboard)", "lost"), loss_rows)
+    report.add(f"`drillbot leaderboard --format json --channel {cli_channel}` (the c=64 run): {len(cli_rows)} "
+               f"people, {cli_once} counted exactly once ({cli_seconds:.2f} s wall).")
+    report.table(("drillbot resident memory", "MB"), [("idle after start", f"{rss_idle:.1f}"),
+                                                        ("after the ingestion runs", f"{rss_after:.1f}")])
+    report.metrics.update(servers=results, lost=lost_total, rss_idle_mb=rss_idle, rss_after_mb=rss_after,
+                          users=users)
+    top = results[bot.name]["64"]
+    report.goal("ingestion throughput, c=64", ">= 0.8x bare Bolt", f"{top['ratio']:.2f}x", top["ratio"] >= 0.8)
+    report.goal("ingestion p99 ack, c=64", "< 100 ms", f"{top['p99_ms']:.1f} ms", top["p99_ms"] < 100)
+    report.goal("events lost", "0", str(lost_total), lost_total == 0)
+    report.goal("idle memory (drillbot run, ingest bench)", "< 120 MB", f"{rss_idle:.1f} MB", rss_idle < 120)
+    return report.finish(args.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
