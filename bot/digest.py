@@ -2,8 +2,9 @@
 
 Per program: participation per drill over the last 7 days, how many people took part, streak changes
 (whose streak grew, who lost one; private people only as counts), and the categories the team rated
-weakest. Exactly once per slot across replicas and restarts (a claim row per slot); a slot missed while
-the bot was down is still sent within the hour after it.
+weakest. Once per slot, program and manager across replicas and restarts (a claim row each; a DM that
+Slack refused is released and retried on the next tick); a slot missed while the bot was down is still
+sent within the hour after it, and not later.
 """
 
 from __future__ import annotations
@@ -37,22 +38,23 @@ def send_digest(service: DrillService) -> int:
     slot: datetime = croniter(crontab, now.astimezone(tz) + timedelta(seconds=1)).get_prev(datetime)
     if not slot <= now < slot + CATCH_UP:
         return 0
-    with service.db.transaction() as session:
-        if not repo.claim_digest(session, slot, now):
-            return 0
     sent = 0
     for program in service.programs:
-        managers = sorted(service.settings.drill_managers | program.managers)
-        if not managers:
-            continue
-        message = digest_message_for(service, program, now)
-        for manager in managers:
+        message: blocks.Message | None = None
+        for manager in sorted(service.settings.drill_managers | program.managers):
+            with service.db.transaction() as session:
+                if not repo.claim_digest(session, slot=slot, program=program.name, manager=manager, now=now):
+                    continue  # sent already (or being sent by another replica)
             try:
+                message = message or digest_message_for(service, program, now)
                 service.slack.post(manager, message)  # a user ID as channel: the app's DM with them
                 sent += 1
             except Exception as exc:
-                log.warning("digest for %s not sent to a manager (%s)", program.name, describe_failure(exc))
-    log.info("weekly digest sent (%d DMs)", sent)
+                log.warning("digest for %s not sent to a manager (%s); retrying", program.name, describe_failure(exc))
+                with service.db.transaction() as session:
+                    repo.release_digest(session, slot=slot, program=program.name, manager=manager)
+    if sent:
+        log.info("weekly digest sent (%d DMs)", sent)
     return sent
 
 
@@ -61,9 +63,7 @@ def digest_message_for(service: DrillService, program: Program, now: datetime) -
     first = today - timedelta(days=6)
     with service.db.transaction() as session:
         week = repo.drills_between(session, program.channel, first, today)
-        earlier = [
-            d for d in repo.drills_between(session, program.channel, date(1970, 1, 1), first) if d.day < first
-        ]
+        earlier = [d for d in repo.drills_between(session, program.channel, date(1970, 1, 1), first) if d.day < first]
         all_drills = earlier + week
         answered = repo.answered_in(session, [d.id for d in all_drills])
         snoozes = repo.snoozes_by_user(session)

@@ -195,9 +195,11 @@ class UserPrefs(Base):
 
 
 class DigestSent(Base):
-    """One row per DRILL_DIGEST slot: the claim that makes the weekly digest go out exactly once."""
+    """One row per DRILL_DIGEST slot, program and manager: the claim that sends each digest DM once."""
 
     __tablename__ = "digests"
 
     slot: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    program: Mapped[str] = mapped_column(String(64), primary_key=True)
+    manager: Mapped[str] = mapped_column(String(32), primary_key=True)
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime)

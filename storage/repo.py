@@ -441,14 +441,21 @@ def private_users(session: Session) -> set[str]:
     return set(session.scalars(select(UserPrefs.user_id).where(UserPrefs.private)))
 
 
-def claim_digest(session: Session, slot: datetime, now: datetime) -> bool:
+def claim_digest(session: Session, *, slot: datetime, program: str, manager: str, now: datetime) -> bool:
     stmt = (
         _insert(session)(DigestSent)
-        .values(slot=slot, sent_at=now)
-        .on_conflict_do_nothing(index_elements=["slot"])
+        .values(slot=slot, program=program, manager=manager, sent_at=now)
+        .on_conflict_do_nothing(index_elements=["slot", "program", "manager"])
         .returning(DigestSent.slot)
     )
     return session.execute(stmt).scalar_one_or_none() is not None
+
+
+def release_digest(session: Session, *, slot: datetime, program: str, manager: str) -> None:
+    """The DM failed: forget the claim so a later tick (within the catch-up hour) sends it."""
+    session.execute(
+        delete(DigestSent).where(DigestSent.slot == slot, DigestSent.program == program, DigestSent.manager == manager)
+    )
 
 
 def drills_between(session: Session, channel: str, first: date, last: date) -> list[Drill]:

@@ -35,6 +35,8 @@ def upgrade() -> None:
     op.create_table(
         "digests",
         sa.Column("slot", UTCDateTime, primary_key=True),
+        sa.Column("program", sa.String(64), primary_key=True),
+        sa.Column("manager", sa.String(32), primary_key=True),
         sa.Column("sent_at", UTCDateTime, nullable=False),
     )
 
