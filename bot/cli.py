@@ -83,7 +83,7 @@ def _settings(ctx: click.Context) -> Settings:
     if state.settings is None:
         state.settings = load_settings()
         level = logging.getLogger().level
-        configure_logging(level, _secrets(state.settings))
+        configure_logging(level, _secrets(state.settings), state.settings.drill_log_format)
     return state.settings
 
 
@@ -99,7 +99,7 @@ def _settings(ctx: click.Context) -> Settings:
 def run(ctx: click.Context, mode: str | None, port: int | None, host: str) -> None:
     """Run the bot: the Slack app plus the drill scheduler, in one process."""
     settings = _settings(ctx)
-    configure_logging(min(logging.getLogger().level, logging.INFO), _secrets(settings))
+    configure_logging(min(logging.getLogger().level, logging.INFO), _secrets(settings), settings.drill_log_format)
     if mode is None:
         mode = "socket" if settings.slack_app_token else "http"
     settings.require("slack_bot_token")
@@ -326,3 +326,24 @@ def preview(ctx: click.Context, question_id: str | None) -> None:
         },
     }
     click.echo(json.dumps(output, indent=2, ensure_ascii=False))
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="json", show_default=True)
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, help="Only drills on or after DATE.")
+@click.option("--channel", default=None, help="Only this channel (default: every channel).")
+@click.pass_context
+def export(ctx: click.Context, fmt: str, since: Any, channel: str | None) -> None:
+    """Export drills, answers and streaks: JSON {drills, answers, streaks}, or CSV one row per answer."""
+    from bot.export import export as export_data
+
+    settings = _settings(ctx)
+    runtime = build_runtime(settings, load_questions=False, metrics=False)
+    text = export_data(
+        runtime.db,
+        fmt=fmt,
+        since=since.date() if since else None,
+        channel=channel,
+        leaderboard=runtime.service.leaderboard,
+    )
+    click.echo(text, nl=False)

@@ -29,6 +29,7 @@ from bot.domain.questions import Question, QuestionBank
 from bot.domain.rotation import next_question
 from bot.domain.streaks import DrillRef, Streak, compute_streaks, rank
 from bot.errors import ConfigError, QuestionBankError, RetryLater, SlackSetupError
+from bot.metrics import Metrics
 from bot.settings import Settings
 from bot.slack_api import DRILL_EVENT, REVEAL_EVENT, SlackGateway
 from storage import repo
@@ -164,8 +165,10 @@ class DrillService:
         clock: Callable[[], datetime] = utcnow,
         pid_alive: Callable[[int], bool] = _pid_alive,
         programs: list[Program] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.programs = build_programs(settings, bank) if programs is None else programs
         self._by_channel = {p.channel: p for p in self.programs}
         self.bank = bank
@@ -304,6 +307,8 @@ class DrillService:
         with self.db.transaction() as session:
             repo.finish_post(session, drill.id, owner=owner, ts=ts, now=self.clock(), deadline=deadline)
         log.info("drill %s: posted question %s to %s (ts %s)", drill.id, drill.question_id, drill.channel, ts)
+        if self.metrics:
+            self.metrics.drill_posted(drill.channel)
         return PostOutcome(PostResult.POSTED, drill.id, drill.question_id, ts)
 
     # -- revealing -------------------------------------------------------------------------------
@@ -373,6 +378,8 @@ class DrillService:
                 session, drill.id, owner=owner, reveal_ts=reveal_ts, answer_count=answered, now=self.clock()
             )
         log.info("drill %s: revealed (%d answered)", drill.id, answered)
+        if self.metrics:
+            self.metrics.reveal_posted(drill.channel, (self.clock() - drill.deadline).total_seconds())
         try:
             self.fold_streaks(drill.channel)
         except Exception:  # the leaderboard replays unfolded drills, so this only costs speed
@@ -590,6 +597,8 @@ class DrillService:
             )
             if new and drill.streak_applied:  # a late redelivery changed history already folded in
                 repo.reset_streaks(session, channel)
+        if new and self.metrics:
+            self.metrics.answer_recorded(channel)
         return "answer recorded" if new else "duplicate ignored"
 
     def _record_edit(

@@ -6,11 +6,12 @@ drive in-process (port 0, a fake Slack): one code path for both.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,7 @@ from slack_sdk import WebClient
 from bot.app import build_app
 from bot.domain.questions import QuestionBank, load_bank
 from bot.drills import DrillService, utcnow
+from bot.metrics import Metrics
 from bot.scheduler import build_scheduler
 from bot.settings import Settings
 from bot.slack_api import SlackGateway, make_client
@@ -33,6 +35,15 @@ log = logging.getLogger(__name__)
 LISTENER_THREADS = 16
 
 
+class _ContextExecutor(ThreadPoolExecutor):
+    """Runs each task in a copy of the submitter's context: a lazy listener's log lines keep the request's
+    `slack_event_id` (see `bot.logs.bind`)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        context = contextvars.copy_context()
+        return super().submit(context.run, fn, *args, **kwargs)
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -40,6 +51,8 @@ class Runtime:
     db: Database
     client: WebClient
     service: DrillService
+    # This runtime's Prometheus metrics (its own registry); None: nothing is measured.
+    metrics: Metrics | None = None
 
 
 def build_runtime(
@@ -48,17 +61,19 @@ def build_runtime(
     verify_token: bool = False,
     load_questions: bool = True,
     clock: Callable[[], datetime] = utcnow,
+    metrics: bool = True,
 ) -> Runtime:
     bank = load_bank(settings.questions_file) if load_questions else QuestionBank(questions=())
     db = Database(settings.database_url)
     db.upgrade()
+    measured = Metrics(db=db, clock=clock) if metrics else None
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
-    client = make_client(token=token, base_url=settings.slack_api_url)
-    gateway = SlackGateway(client)
+    client = make_client(token=token, base_url=settings.slack_api_url, metrics=measured)
+    gateway = SlackGateway(client, metrics=measured)
     if verify_token:
         gateway.verify_auth()
-    service = DrillService(settings=settings, bank=bank, db=db, slack=gateway, clock=clock)
-    return Runtime(settings, bank, db, client, service)
+    service = DrillService(settings=settings, bank=bank, db=db, slack=gateway, clock=clock, metrics=measured)
+    return Runtime(settings, bank, db, client, service, measured)
 
 
 @dataclass
@@ -75,7 +90,7 @@ class Bot:
 
     def start(self) -> None:
         settings, service = self.runtime.settings, self.runtime.service
-        self.executor = ThreadPoolExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="listener")
+        self.executor = _ContextExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="listener")
         app = build_app(
             settings,
             service,
@@ -83,15 +98,20 @@ class Bot:
             socket_mode=self.mode == "socket",
             listener_executor=self.executor,
         )
-        self.scheduler = build_scheduler(service, tick_seconds=settings.drill_tick_seconds)
+        metrics = self.runtime.metrics
+        self.scheduler = build_scheduler(service, tick_seconds=settings.drill_tick_seconds, metrics=metrics)
         if self.mode == "http":
             assert settings.slack_signing_secret is not None
             secret = settings.slack_signing_secret.get_secret_value()
-            wsgi_app = SlackWsgi(app, signing_secret=secret, health=self.health)
+            wsgi_app = SlackWsgi(app, signing_secret=secret, health=self.health, ready=self.readiness, metrics=metrics)
             self.server = HttpServer(wsgi_app, host=self.host, port=self.port)
             self.server.start()
             self._stoppers.append(self.server.stop)
-            log.info("serving HTTP on %s:%d (POST /slack/events, GET /healthz)", self.host, self.server.port)
+            log.info(
+                "serving HTTP on %s:%d (POST /slack/events, GET /healthz, /readyz, /metrics)",
+                self.host,
+                self.server.port,
+            )
         else:
             from slack_bolt.adapter.socket_mode import SocketModeHandler
 
@@ -111,6 +131,21 @@ class Bot:
             "scheduler": "running" if running else "stopped",
         }
         return db_ok, body
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready for traffic: the scheduler runs and the database answers (`GET /readyz`)."""
+        running = self.scheduler is not None and self.scheduler.running
+        db_ok = self.runtime.db.ping()
+        body: dict[str, Any] = {
+            "ready": running and db_ok,
+            "scheduler": "running" if running else "stopped",
+            "database": "ok" if db_ok else "unreachable",
+        }
+        if not body["ready"]:
+            reasons = [] if running else ["the scheduler is not running"]
+            reasons += [] if db_ok else ["the database does not answer"]
+            body["reason"] = "; ".join(reasons)
+        return bool(body["ready"]), body
 
     def stop(self, *, deadline_seconds: float = 9.0) -> bool:
         """Stop accepting, finish in-flight requests and jobs; returns False if work was still running."""

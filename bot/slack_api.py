@@ -7,6 +7,10 @@ the caller records the attempt and reconciles through message metadata before tr
 `bot.drills`).
 
 Errors that no retry can fix (bad token, bot not in the channel) become `SlackSetupError` with the fix.
+
+Metrics (optional): every call made through `SlackGateway` is counted by method and final outcome, and
+every retry the handlers decide on (for any client sharing them, Bolt's per-request clients included) by
+method and reason.
 """
 
 from __future__ import annotations
@@ -18,8 +22,12 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 
 from bot.errors import SlackSetupError
+from bot.metrics import Metrics, slack_outcome
 
 __all__ = ["DRILL_EVENT", "REVEAL_EVENT", "SlackGateway", "make_client"]
 
@@ -43,11 +51,54 @@ _FIXES = {
 }
 
 
-def make_client(*, token: str | None, base_url: str) -> WebClient:
+def _api_method(url: str) -> str:
+    """chat.postMessage from https://slack.com/api/chat.postMessage?x=y."""
+    return url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "unknown"
+
+
+class _CountedConnectionRetry(ConnectionErrorRetryHandler):
+    def __init__(self, *, metrics: Metrics | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.metrics = metrics
+
+    def prepare_for_next_attempt(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        if self.metrics is not None:
+            self.metrics.slack_retry(_api_method(request.url), "connection")
+        log.info("retrying %s after a connection error", _api_method(request.url))
+        super().prepare_for_next_attempt(state=state, request=request, response=response, error=error)
+
+
+class _CountedRateLimitRetry(RateLimitErrorRetryHandler):
+    def __init__(self, *, metrics: Metrics | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.metrics = metrics
+
+    def prepare_for_next_attempt(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        if self.metrics is not None:
+            self.metrics.slack_retry(_api_method(request.url), "rate_limited")
+        log.info("rate limited on %s; waiting out Retry-After", _api_method(request.url))
+        super().prepare_for_next_attempt(state=state, request=request, response=response, error=error)
+
+
+def make_client(*, token: str | None, base_url: str, metrics: Metrics | None = None) -> WebClient:
     client = WebClient(token=token, base_url=base_url, timeout=HTTP_TIMEOUT_SECONDS)
     client.retry_handlers = [
-        ConnectionErrorRetryHandler(max_retry_count=CONNECTION_RETRIES),
-        RateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES),
+        _CountedConnectionRetry(metrics=metrics, max_retry_count=CONNECTION_RETRIES),
+        _CountedRateLimitRetry(metrics=metrics, max_retry_count=RATE_LIMIT_RETRIES),
     ]
     return client
 
@@ -55,8 +106,9 @@ def make_client(*, token: str | None, base_url: str) -> WebClient:
 class SlackGateway:
     """The Slack calls the drill loop makes, with Slack's errors mapped to drillbot's."""
 
-    def __init__(self, client: WebClient) -> None:
+    def __init__(self, client: WebClient, *, metrics: Metrics | None = None) -> None:
         self.client = client
+        self.metrics = metrics
 
     def post(
         self,
@@ -121,9 +173,27 @@ class SlackGateway:
 
     def _call(self, method: str, **kwargs: Any) -> Any:
         try:
-            return getattr(self.client, method)(**kwargs)
-        except SlackApiError as exc:
+            response = getattr(self.client, method)(**kwargs)
+        except Exception as exc:
+            self._count(method, exc)
+            if not isinstance(exc, SlackApiError):
+                raise
             error = str(exc.response.get("error", "")) if exc.response is not None else ""
             if error in _FIXES:
                 raise SlackSetupError(f"Slack refused {method.replace('_', '.')}: {error}: {_FIXES[error]}") from None
             raise
+        self._count(method, None)
+        return response
+
+    def _count(self, method: str, exc: Exception | None) -> None:
+        if self.metrics is None:
+            return
+        try:
+            self.metrics.slack_call(_slack_method(method), slack_outcome(exc))
+        except Exception:  # metrics never break a Slack call
+            log.debug("could not count a Slack call", exc_info=True)
+
+
+def _slack_method(name: str) -> str:
+    """chat_postMessage -> chat.postMessage (the Web API's own spelling)."""
+    return name.replace("_", ".")
