@@ -213,6 +213,10 @@ class HttpServer:
     def __init__(self, app: Callable[..., Any], *, host: str, port: int, threads: int = 16) -> None:
         self.server = wsgi.Server((host, port), app, numthreads=threads, shutdown_timeout=5)
         self.server.max_request_body_size = MAX_BODY_BYTES + 1
+        # cheroot's defaults (a listen backlog of 5, 10 idle keep-alive connections) reset connections
+        # under a burst of events; a reset is a failed delivery Slack retries (bench/ingest.py shows it).
+        self.server.request_queue_size = 128
+        self.server.keep_alive_conn_limit = 256
         self.thread: threading.Thread | None = None
 
     @property
