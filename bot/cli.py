@@ -338,7 +338,7 @@ def export(ctx: click.Context, fmt: str, since: Any, channel: str | None) -> Non
     from bot.export import export as export_data
 
     settings = _settings(ctx)
-    runtime = build_runtime(settings, load_questions=False, metrics=False)
+    runtime = build_runtime(settings, load_questions=bool(settings.drill_programs_file), metrics=False)
     text = export_data(
         runtime.db,
         fmt=fmt,

@@ -29,6 +29,7 @@ from bot.domain.questions import Question, QuestionBank
 from bot.domain.rotation import next_question
 from bot.domain.streaks import DrillRef, Streak, compute_streaks, rank
 from bot.errors import ConfigError, QuestionBankError, RetryLater, SlackSetupError
+from bot.logs import bind
 from bot.metrics import Metrics
 from bot.settings import Settings
 from bot.slack_api import DRILL_EVENT, REVEAL_EVENT, SlackGateway
@@ -259,7 +260,8 @@ class DrillService:
             else:
                 return self._existing(drill)
             snapshot = _Snapshot.of(drill, schedule.tz)
-        return self._deliver_drill(snapshot, reconcile=reconcile)
+        with bind(drill_id=snapshot.id):  # every log line of the step carries the drill id
+            return self._deliver_drill(snapshot, reconcile=reconcile)
 
     def _existing(self, drill: Drill) -> PostOutcome:
         if drill.status == DrillStatus.POSTING:
@@ -326,10 +328,10 @@ class DrillService:
                 if not repo.claim(session, drill, to_status=DrillStatus.REVEALING, owner=str(self.owner), now=now):
                     continue
                 answered = repo.answerer_count(session, drill.id)
-            if self._deliver_reveal(
-                _Snapshot.of(drill, self._tz(drill.channel)), answered, reconcile=drill.status == DrillStatus.REVEALING
-            ):
-                revealed.append(drill.id)
+            snapshot = _Snapshot.of(drill, self._tz(drill.channel))
+            with bind(drill_id=drill.id):
+                if self._deliver_reveal(snapshot, answered, reconcile=drill.status == DrillStatus.REVEALING):
+                    revealed.append(drill.id)
         return revealed
 
     def _deliver_reveal(self, drill: _Snapshot, answered: int, *, reconcile: bool) -> bool:
@@ -489,7 +491,9 @@ class DrillService:
                 return "That drill no longer exists."
             if drill.status != DrillStatus.OPEN or drill.deadline < now:
                 return "Too late: this drill closed and answers are locked."
-            repo.upsert_modal_answer(session, drill=drill, user_id=user_id, text=text, now=now)
+            first = repo.upsert_modal_answer(session, drill=drill, user_id=user_id, text=text, now=now)
+        if first and self.metrics:
+            self.metrics.answer_recorded(drill.channel)
         return None
 
     def rate(self, drill_id: int, user_id: str, rating: str) -> str:
