@@ -22,6 +22,7 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+from slack_sdk.http_retry.handler import RetryHandler
 from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
@@ -56,7 +57,11 @@ def _api_method(url: str) -> str:
     return url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "unknown"
 
 
-class _CountedConnectionRetry(ConnectionErrorRetryHandler):
+class _Counted(RetryHandler):
+    """Counts and logs each retry of the slack-sdk handler it is mixed into."""
+
+    reason = "retry"
+
     def __init__(self, *, metrics: Metrics | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.metrics = metrics
@@ -69,29 +74,19 @@ class _CountedConnectionRetry(ConnectionErrorRetryHandler):
         response: HttpResponse | None = None,
         error: Exception | None = None,
     ) -> None:
+        method = _api_method(request.url)
         if self.metrics is not None:
-            self.metrics.slack_retry(_api_method(request.url), "connection")
-        log.info("retrying %s after a connection error", _api_method(request.url))
+            self.metrics.slack_retry(method, self.reason)
+        log.info("retrying %s (%s)", method, self.reason)
         super().prepare_for_next_attempt(state=state, request=request, response=response, error=error)
 
 
-class _CountedRateLimitRetry(RateLimitErrorRetryHandler):
-    def __init__(self, *, metrics: Metrics | None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.metrics = metrics
+class _CountedConnectionRetry(_Counted, ConnectionErrorRetryHandler):
+    reason = "connection"
 
-    def prepare_for_next_attempt(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> None:
-        if self.metrics is not None:
-            self.metrics.slack_retry(_api_method(request.url), "rate_limited")
-        log.info("rate limited on %s; waiting out Retry-After", _api_method(request.url))
-        super().prepare_for_next_attempt(state=state, request=request, response=response, error=error)
+
+class _CountedRateLimitRetry(_Counted, RateLimitErrorRetryHandler):
+    reason = "rate_limited"
 
 
 def make_client(*, token: str | None, base_url: str, metrics: Metrics | None = None) -> WebClient:
