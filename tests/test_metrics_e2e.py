@@ -267,8 +267,7 @@ def test_a_database_outage_does_not_break_a_scrape(make_settings):
 
 def test_drill_reveal_and_answer_counters_move(start_bot, fake_slack):
     bot, slack = start_bot(drill_schedule=NEVER, drill_answer_window="2s")
-    if getattr(bot.runtime.service, "metrics", None) is None:
-        pytest.skip("DrillService does not report to Metrics yet (bot/drills.py wiring pending)")
+    assert bot.runtime.service.metrics is bot.runtime.metrics is not None
     assert bot.runtime.service.post_today().result == "posted"
     drill_ts = fake_slack.messages[CHANNEL][0]["ts"]
     assert slack.event(reply_event(drill_ts, user="UALICE"))[0] == 200
