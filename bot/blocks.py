@@ -477,3 +477,20 @@ def combine(parts: Sequence[tuple[str | None, Message]]) -> Message:
             blocks.append(_header(name))
         blocks.extend(message["blocks"])
     return _message(" / ".join(str(m["text"]) for _, m in parts), blocks)
+
+
+# -- words for the drill loop's results (the services return values; these are what people read) -----
+
+SEALED_FORM_REFUSALS = {
+    "gone": "That drill no longer exists.",
+    "closed": "This drill is closed; the guidance is in its thread.",
+}
+SEALED_SUBMIT_ERRORS = {
+    "empty": "Write an answer first.",
+    "gone": "That drill no longer exists.",
+    "closed": "Too late: this drill closed and answers are locked.",
+}
+
+
+def rating_saved(rating: str) -> str:
+    return f"Saved: *{dict(RATE_CHOICES)[rating]}*. Your ratings per category are on the drillbot Home tab."

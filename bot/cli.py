@@ -147,7 +147,7 @@ def post(ctx: click.Context, channel: str | None) -> None:
         click.echo(f"Posted today's drill ({outcome.question_id}) to {channel}, ts {outcome.ts}.")
     elif outcome.result == PostResult.EXISTS:
         click.echo(f"Today's drill is already posted in {channel} ({outcome.question_id}); nothing posted.")
-    elif outcome.result == PostResult.IN_PROGRESS:
+    elif outcome.result in (PostResult.IN_PROGRESS, PostResult.LOST):
         click.echo(f"Today's drill for {channel} is being posted by another process; nothing posted.")
     elif outcome.result == PostResult.RETRYING:
         _fail(
@@ -274,12 +274,18 @@ def db() -> None:
 @click.pass_context
 def db_upgrade(ctx: click.Context) -> None:
     """Apply pending migrations (every command also does this on its own)."""
+    from bot.domain.questions import load_bank
+    from bot.errors import QuestionBankError
     from storage.db import Database
 
     settings = _settings(ctx)
     database = Database(settings.database_url)
     before = database.revision()
-    database.upgrade()
+    try:  # drills posted before they kept a copy of their question get one from the bank
+        bank = load_bank(settings.questions_file)
+    except QuestionBankError:
+        bank = None
+    database.upgrade(bank=bank)
     after = database.revision()
     click.echo(f"Database at revision {after}" + (" (unchanged)." if before == after else f" (was {before})."))
 

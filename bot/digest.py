@@ -4,24 +4,29 @@ Per program: participation per drill over the last 7 days, how many people took 
 (whose streak grew, who lost one; private people only as counts), and the categories the team rated
 weakest. Once per slot, program and manager across replicas and restarts (a claim row each; a DM that
 Slack refused is released and retried on the next tick); a slot missed while the bot was down is still
-sent within the hour after it, and not later.
+sent within the hour after it (real elapsed time), and not later.
+
+Slots are read in each program's own time zone and claimed by their local wall-clock time, so the hour
+that repeats when DST ends is one slot, not two.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from croniter import croniter
 
 from bot import blocks
+from bot.domain.lifecycle import accepts_answer
 from bot.domain.practice import category_scores
 from bot.domain.programs import Program
 from bot.domain.streaks import DrillRef, compute_streaks
 from bot.drills import DrillService, describe_failure
 from storage import repo
 
-__all__ = ["digest_message_for", "send_digest"]
+__all__ = ["digest_message_for", "digest_slot", "send_digest"]
 
 log = logging.getLogger(__name__)
 CATCH_UP = timedelta(hours=1)
@@ -34,12 +39,11 @@ def send_digest(service: DrillService) -> int:
     if not crontab or not service.programs:
         return 0
     now = service.clock()
-    tz = service.settings.tz
-    slot: datetime = croniter(crontab, now.astimezone(tz) + timedelta(seconds=1)).get_prev(datetime)
-    if not slot <= now < slot + CATCH_UP:
-        return 0
     sent = 0
     for program in service.programs:
+        slot = digest_slot(crontab, program.schedule.tz, now)
+        if slot is None:
+            continue
         message: blocks.Message | None = None
         for manager in sorted(service.settings.drill_managers | program.managers):
             with service.db.transaction() as session:
@@ -58,6 +62,20 @@ def send_digest(service: DrillService) -> int:
     return sent
 
 
+def digest_slot(crontab: str, tz: Any, now: datetime) -> str | None:
+    """The local wall-clock key of the DRILL_DIGEST slot that is due at `now` in zone `tz`, if any.
+
+    Due means: the slot's instant has passed, by less than CATCH_UP of real time (compared in UTC; aware
+    datetimes in one zone subtract as wall-clock times, which is wrong across a DST change).
+    """
+    local_now = now.astimezone(tz)
+    slot: datetime = croniter(crontab, local_now + timedelta(seconds=1)).get_prev(datetime)
+    elapsed = now.astimezone(UTC) - slot.astimezone(UTC)
+    if not timedelta(0) <= elapsed < CATCH_UP:
+        return None
+    return slot.strftime("%Y-%m-%dT%H:%M")
+
+
 def digest_message_for(service: DrillService, program: Program, now: datetime) -> blocks.Message:
     today = now.astimezone(program.schedule.tz).date()
     first = today - timedelta(days=6)
@@ -70,7 +88,7 @@ def digest_message_for(service: DrillService, program: Program, now: datetime) -
         counts = {d.id: repo.answerer_count(session, d.id) for d in week}
         private = repo.private_users(session)
         ratings = repo.team_ratings(session)
-    is_open = {d.id: d.status in ("open", "revealing") and d.deadline > now for d in all_drills}
+    is_open = {d.id: accepts_answer(d.status, d.deadline, now) for d in all_drills}
     before = compute_streaks([DrillRef(d.id, is_open[d.id], d.day) for d in earlier], answered, snoozes=snoozes)
     after = compute_streaks([DrillRef(d.id, is_open[d.id], d.day) for d in all_drills], answered, snoozes=snoozes)
     active = {user for user, ids in answered.items() if ids & {d.id for d in week}}
@@ -82,7 +100,7 @@ def digest_message_for(service: DrillService, program: Program, now: datetime) -
         channel=program.channel,
         first=first,
         last=today,
-        drills=[(d.day, service.bank.get(d.question_id), counts[d.id]) for d in week],
+        drills=[(d.day, service.question_of(d), counts[d.id]) for d in week],
         active=len(active),
         grew=[u for u in grew if u not in private],
         broke=[u for u in broke if u not in private],

@@ -31,9 +31,10 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.domain.lifecycle import accepts_answer
 from bot.domain.streaks import DrillRef, Streak, compute_streaks, rank
 from storage.db import Database
-from storage.models import Answer, Drill, DrillStatus, Snooze
+from storage.models import Answer, Drill, Snooze
 
 __all__ = ["CSV_COLUMNS", "export"]
 
@@ -123,7 +124,7 @@ def _streaks(session: Session, channels: Sequence[str], now: datetime) -> dict[s
     for channel in channels:
         drills = _posted(session, channel)
         refs = [
-            DrillRef(d.id, d.status in (DrillStatus.OPEN, DrillStatus.REVEALING) and d.deadline > now, d.day)
+            DrillRef(d.id, accepts_answer(d.status, d.deadline, now), d.day)
             for d in drills
         ]
         answered: dict[str, set[int]] = defaultdict(set)

@@ -56,9 +56,9 @@ def _recent(service: DrillService, channel: str) -> list[blocks.RecentDrill]:
     recent = []
     with service.db.transaction() as session:
         for drill in repo.recent_drills(session, channel, limit=10):
-            revealed = drill.status == "closed"
+            revealed = drill.reveal_ts is not None
             count = drill.answer_count if revealed else repo.answerer_count(session, drill.id)
-            recent.append(blocks.RecentDrill(drill.day, service.bank.get(drill.question_id), count, revealed))
+            recent.append(blocks.RecentDrill(drill.day, service.question_of(drill), count, revealed))
     return recent
 
 

@@ -26,8 +26,12 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from bot.domain.lifecycle import DrillState
 from storage.db import Database
-from storage.models import Drill, DrillStatus
+from storage.models import Drill
+
+# Drills whose guidance is still owed (posted, not revealed yet).
+OWED = (DrillState.OPEN, DrillState.REVEALING, DrillState.REVEAL_FAILED)
 
 __all__ = ["CONTENT_TYPE", "DatabaseCollector", "Metrics", "REQUEST_TYPES", "request_type"]
 
@@ -108,6 +112,11 @@ class Metrics:
             "drillbot_answers_recorded", "Answers recorded (thread replies and sealed answers)", ["channel"],
             registry=r,
         )
+        self.claims_lost = Counter(
+            "drillbot_claims_lost",
+            "Lifecycle steps this process started but found taken over by another when it wrote the result",
+            ["step"], registry=r,
+        )
         self.slack_calls = Counter(
             "drillbot_slack_api_calls",
             "Slack Web API calls made by the drill loop, by method and final outcome (after retries): "
@@ -165,6 +174,9 @@ class Metrics:
 
     def answer_recorded(self, channel: str) -> None:
         self.answers_recorded.labels(channel=channel).inc()
+
+    def claim_lost(self, step: str) -> None:
+        self.claims_lost.labels(step=step).inc()
 
     # -- the HTTP edge, Slack API, scheduler -----------------------------------------------------
 
@@ -227,7 +239,7 @@ class DatabaseCollector(Collector):
         up, posted, overdue, by_status = self._families()
         now = self.clock()
         try:
-            with self.db.transaction() as session:
+            with self.db.read() as session:  # a scrape never takes the write lock
                 last_posted = session.execute(
                     select(Drill.channel, func.max(Drill.posted_at))
                     .where(Drill.posted_at.is_not(None))
@@ -235,7 +247,7 @@ class DatabaseCollector(Collector):
                 ).all()
                 unrevealed = session.execute(
                     select(Drill.channel, func.min(Drill.deadline))
-                    .where(Drill.status.in_([DrillStatus.OPEN, DrillStatus.REVEALING]))
+                    .where(Drill.status.in_(list(OWED)))
                     .group_by(Drill.channel)
                 ).all()
                 statuses = session.execute(select(Drill.status, func.count()).group_by(Drill.status)).all()
@@ -254,7 +266,7 @@ class DatabaseCollector(Collector):
                 continue
             overdue.add_metric([channel], max(0.0, (now - _aware(deadline)).total_seconds()))
         counts = {str(status): int(n) for status, n in statuses}
-        for status in DrillStatus:
+        for status in DrillState:
             by_status.add_metric([status.value], counts.get(status.value, 0))
         yield from (up, posted, overdue, by_status)
 

@@ -65,7 +65,7 @@ def build_runtime(
 ) -> Runtime:
     bank = load_bank(settings.questions_file) if load_questions else QuestionBank(questions=())
     db = Database(settings.database_url)
-    db.upgrade()
+    db.upgrade(bank=bank if load_questions else None)
     measured = Metrics(db=db, clock=clock) if metrics else None
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     client = make_client(token=token, base_url=settings.slack_api_url, metrics=measured)

@@ -27,15 +27,14 @@ from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 
+from bot import heartbeat
+from bot.drills.port import DRILL_EVENT, REVEAL_EVENT, SEALED_EVENT, Marked
 from bot.errors import SlackSetupError
 from bot.metrics import Metrics, slack_outcome
 
-__all__ = ["DRILL_EVENT", "REVEAL_EVENT", "SlackGateway", "make_client"]
+__all__ = ["DRILL_EVENT", "REVEAL_EVENT", "SEALED_EVENT", "SlackGateway", "make_client"]
 
 log = logging.getLogger(__name__)
-
-DRILL_EVENT = "drillbot_drill"
-REVEAL_EVENT = "drillbot_reveal"
 RATE_LIMIT_RETRIES = 20
 CONNECTION_RETRIES = 3
 HTTP_TIMEOUT_SECONDS = 15
@@ -75,6 +74,7 @@ class _Counted(RetryHandler):
         error: Exception | None = None,
     ) -> None:
         method = _api_method(request.url)
+        heartbeat.beat()  # the wait that follows may be long: the step holding a claim renews its lease
         if self.metrics is not None:
             self.metrics.slack_retry(method, self.reason)
         log.info("retrying %s (%s)", method, self.reason)
@@ -113,12 +113,13 @@ class SlackGateway:
         thread_ts: str | None = None,
         event_type: str | None = None,
         drill_id: int | None = None,
+        payload: Mapping[str, Any] | None = None,
     ) -> str:
         kwargs: dict[str, Any] = {"channel": channel, "unfurl_links": False, "unfurl_media": False, **message}
         if thread_ts:
             kwargs["thread_ts"] = thread_ts
         if event_type:
-            kwargs["metadata"] = {"event_type": event_type, "event_payload": {"drill_id": drill_id}}
+            kwargs["metadata"] = {"event_type": event_type, "event_payload": {"drill_id": drill_id, **(payload or {})}}
         response = self._call("chat_postMessage", **kwargs)
         return str(response["ts"])
 
@@ -137,14 +138,15 @@ class SlackGateway:
 
     def find_marked(
         self, channel: str, *, event_type: str, drill_id: int, oldest: float, thread_ts: str | None = None
-    ) -> str | None:
-        """The ts of a message drillbot posted for this drill (found by its metadata), if any."""
+    ) -> list[Marked]:
+        """Every message drillbot posted for this drill with this event type (found by its metadata)."""
+        found = []
         for message in self._history(channel, oldest=oldest, thread_ts=thread_ts):
             metadata = message.get("metadata") or {}
             payload = metadata.get("event_payload") or {}
             if metadata.get("event_type") == event_type and payload.get("drill_id") == drill_id:
-                return str(message["ts"])
-        return None
+                found.append(Marked(str(message["ts"]), dict(payload)))
+        return found
 
     def _history(self, channel: str, *, oldest: float, thread_ts: str | None) -> Iterator[dict[str, Any]]:
         cursor: str | None = None
@@ -167,6 +169,7 @@ class SlackGateway:
                 return
 
     def _call(self, method: str, **kwargs: Any) -> Any:
+        heartbeat.beat()
         try:
             response = getattr(self.client, method)(**kwargs)
         except Exception as exc:

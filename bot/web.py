@@ -173,6 +173,8 @@ def _well_formed(body: Any) -> bool:
     """The envelope fields Bolt relies on have the types Slack sends (the rest is the listeners' job)."""
     if not isinstance(body, dict) or not body:
         return False
+    if "type" in body and not isinstance(body["type"], str):  # Bolt and our metrics compare it as a string
+        return False
     event = body.get("event")
     if "event" in body and not (isinstance(event, dict) and isinstance(event.get("type"), str)):
         return False

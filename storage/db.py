@@ -26,6 +26,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from bot.errors import ConfigError
 
@@ -56,11 +57,17 @@ class Database:
             raise ConfigError(f"DATABASE_URL: cannot use {self.dialect!r}: {exc.__class__.__name__}{hint}") from None
         if self.dialect == "sqlite":
             _tune_sqlite(self.engine)
+            self.read_engine: Engine = create_engine(parsed, poolclass=NullPool, connect_args=kwargs["connect_args"])
+            _tune_sqlite(self.read_engine, immediate=False)
+        else:
+            self.read_engine = self.engine
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = sessionmaker(self.read_engine, expire_on_commit=False)
         # SQLite has one writer and every transaction takes the write lock (BEGIN IMMEDIATE): queue this
         # process's threads on a lock, which wakes the next one at once, instead of SQLite's busy handler,
         # which sleeps up to 100 ms between tries. Other processes still wait through the busy timeout.
-        self._writer = threading.RLock() if self.dialect == "sqlite" else contextlib.nullcontext()
+        self._writer = threading.Lock() if self.dialect == "sqlite" else contextlib.nullcontext()
+        self._local = threading.local()
 
     @contextmanager
     def transaction(self, *, snapshot: bool = False) -> Iterator[Session]:
@@ -68,11 +75,31 @@ class Database:
 
         `snapshot`: several reads that must agree (a leaderboard reads the stored state, then the drills not
         folded into it): REPEATABLE READ on PostgreSQL; SQLite transactions are serialised already.
+
+        Transactions never nest: a second one opened on the same thread would, on SQLite, wait out the busy
+        timeout behind the first (and on PostgreSQL could deadlock against it), so it fails at once.
         """
-        with self._writer, self.sessions.begin() as session:
-            if snapshot and self.dialect == "postgresql":
-                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        if getattr(self._local, "open", False):
+            raise RuntimeError("a database transaction is already open on this thread; transactions never nest")
+        self._local.open = True
+        try:
+            with self._writer, self.sessions.begin() as session:
+                if snapshot and self.dialect == "postgresql":
+                    session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+                yield session
+        finally:
+            self._local.open = False
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only unit of work that never takes SQLite's write lock (a metrics scrape, a probe).
+
+        On SQLite it is a deferred transaction on a connection of its own (WAL: readers never wait for the
+        writer); on PostgreSQL a plain transaction that is rolled back.
+        """
+        with self._readers.begin() as session:
             yield session
+            session.rollback()
 
     def ping(self) -> bool:
         # A raw DBAPI round trip: no SQLAlchemy transaction, so on SQLite no BEGIN IMMEDIATE that would wait
@@ -105,9 +132,13 @@ class Database:
     def head(self) -> str | None:
         return ScriptDirectory.from_config(self._config()).get_current_head()
 
-    def upgrade(self, revision: str = "head") -> None:
-        """Bring the schema to `revision` (the latest by default); a no-op (one query) when it already is."""
+    def upgrade(self, revision: str = "head", *, bank: Any = None) -> None:
+        """Bring the schema to `revision` (the latest by default); a no-op (one query) when it already is.
+
+        `bank` (a QuestionBank) lets a data migration copy questions into drills posted before they kept one.
+        """
         config = self._config()
+        config.attributes["bank"] = bank
         head = self.head() if revision == "head" else revision
         try:
             with self.engine.connect() as conn:
@@ -122,13 +153,14 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        self.read_engine.dispose()
 
 
 def _reason(exc: OperationalError) -> str:
     return str(exc.orig).strip().splitlines()[0] if exc.orig else exc.__class__.__name__
 
 
-def _tune_sqlite(engine: Engine) -> None:
+def _tune_sqlite(engine: Engine, *, immediate: bool = True) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
@@ -150,4 +182,4 @@ def _tune_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -1,20 +1,20 @@
 """Tables. Times are stored in UTC and always come back timezone-aware.
 
 `drills` holds one row per channel per local day (the unique constraint is what makes "at most one
-drill a day" true across processes). Its `status` is a small state machine, each step a conditional
-UPDATE so exactly one process wins it:
+drill a day" true across processes). Its `status` is the lifecycle written down in
+`bot.domain.lifecycle` (states and transitions); every change of it is one conditional UPDATE in
+`storage.repo.transition` whose row count says which process won the step.
 
-    posting --(Slack accepted)--> open --(deadline passed, claimed)--> revealing --> closed
-    posting --(Slack refused for good)--> failed
+`claimed_by`/`claimed_at` say which process is doing the current step and when its lease started; a
+claim is trusted until its lease runs out (the owner renews it while it waits on Slack), then taken
+over after checking Slack for the message the previous owner may already have posted.
 
-`claimed_by`/`claimed_at` say which process is doing the current step; a claim whose process is gone
-(same host, dead pid) or that is older than the lease may be taken over, after checking Slack for
-the message the previous owner may already have posted (message metadata carries the drill id).
+A drill stores the question as it was asked (`question`, JSON): the reveal, Home, export and digest
+show that copy, whatever later happens to the bank file.
 """
 
 from __future__ import annotations
 
-import enum
 from datetime import UTC, date, datetime
 
 from sqlalchemy import (
@@ -33,6 +33,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from bot.domain.lifecycle import DrillState
+
 __all__ = [
     "Answer",
     "Base",
@@ -42,6 +44,7 @@ __all__ = [
     "PracticeView",
     "Rating",
     "Snooze",
+    "StreakRebuild",
     "StreakState",
     "UTCDateTime",
     "UserPrefs",
@@ -72,12 +75,8 @@ class Base(DeclarativeBase):
     pass
 
 
-class DrillStatus(enum.StrEnum):
-    POSTING = "posting"
-    OPEN = "open"
-    REVEALING = "revealing"
-    CLOSED = "closed"
-    FAILED = "failed"
+# The lifecycle's states; one definition, in the domain (kept importable from here for callers).
+DrillStatus = DrillState
 
 
 class Drill(Base):
@@ -92,6 +91,8 @@ class Drill(Base):
     channel: Mapped[str] = mapped_column(String(32))
     day: Mapped[date] = mapped_column(Date)
     question_id: Mapped[str] = mapped_column(String(80))
+    # The question as asked (Question.snapshot()); "missing" marks a backfill that found no such id.
+    question: Mapped[str | None] = mapped_column(Text, default=None)
     status: Mapped[str] = mapped_column(String(16), default=DrillStatus.POSTING)
     ts: Mapped[str | None] = mapped_column(String(32), default=None)
     deadline: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -151,6 +152,20 @@ class StreakState(Base):
     total: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class StreakRebuild(Base):
+    """A channel whose stored streaks are stale: history already folded in changed (a late answer, a
+    withdrawn one, a snooze). The next fold rebuilds the channel from its answers and deletes the row.
+
+    Writers that changed history only insert this row; they never touch other drills' rows, so an answer
+    path holding a share lock on its drill cannot deadlock with another (see `storage.repo` lock order).
+    """
+
+    __tablename__ = "streak_rebuilds"
+
+    channel: Mapped[str] = mapped_column(String(32), primary_key=True)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class Rating(Base):
     """A person's self-rating after a reveal: nailed it / partly / missed."""
 
@@ -195,11 +210,15 @@ class UserPrefs(Base):
 
 
 class DigestSent(Base):
-    """One row per DRILL_DIGEST slot, program and manager: the claim that sends each digest DM once."""
+    """One row per DRILL_DIGEST slot, program and manager: the claim that sends each digest DM once.
+
+    `slot` is the slot's local wall-clock time in the program's zone ("2026-11-01T01:30"), so the two
+    instants a wall-clock time has when DST ends are one slot, sent once.
+    """
 
     __tablename__ = "digests"
 
-    slot: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    slot: Mapped[str] = mapped_column(String(32), primary_key=True)
     program: Mapped[str] = mapped_column(String(64), primary_key=True)
     manager: Mapped[str] = mapped_column(String(32), primary_key=True)
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime)

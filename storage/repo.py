@@ -1,7 +1,12 @@
 """Queries. Functions take the caller's Session and never commit: the caller owns the transaction.
 
 State changes that several processes may race on are single conditional statements (INSERT ... ON
-CONFLICT DO NOTHING, UPDATE ... WHERE status = ...) whose row count says who won.
+CONFLICT DO NOTHING, UPDATE ... WHERE status = ...) whose row count says who won; a drill's state only
+changes through `claim` / `finish` (checked against `bot.domain.lifecycle.TRANSITIONS`).
+
+Lock order (PostgreSQL), the same on every path so no two transactions wait on each other in a cycle:
+`drills` rows first, then `streak_rebuilds`, then `streaks`. The answer path takes a share lock on its
+drill and may then insert a `streak_rebuilds` row; it never writes another drill's row.
 """
 
 from __future__ import annotations
@@ -15,14 +20,15 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from bot.domain.lifecycle import IN_FLIGHT, DrillState, check_transition
 from storage.models import (
     Answer,
     DigestSent,
     Drill,
-    DrillStatus,
     PracticeView,
     Rating,
     Snooze,
+    StreakRebuild,
     StreakState,
     UserPrefs,
 )
@@ -50,19 +56,21 @@ def insert_drill(
     channel: str,
     day: date,
     question_id: str,
+    question: str | None,
     deadline: datetime,
     owner: str,
     now: datetime,
     sealed: bool = False,
 ) -> Drill | None:
-    """Record the intent to post the day's drill; None when another process recorded it first."""
+    """Record the intent to post the day's drill (claimed by `owner`); None when another process recorded it."""
     stmt = (
         _insert(session)(Drill)
         .values(
             channel=channel,
             day=day,
             question_id=question_id,
-            status=DrillStatus.POSTING,
+            question=question,
+            status=DrillState.POSTING,
             deadline=deadline,
             answer_count=0,
             attempts=1,
@@ -78,79 +86,94 @@ def insert_drill(
     return drill_for_day(session, channel, day)
 
 
-def claim(session: Session, drill: Drill, *, to_status: DrillStatus, owner: str, now: datetime) -> bool:
-    """Take the drill's next step if nobody changed it since `drill` was read (compare-and-set)."""
-    values: dict[str, object] = {
-        "status": to_status,
-        "claimed_by": owner,
-        "claimed_at": now,
-        # attempts count tries of the current step (its retry delay grows with them); a new step starts at 1
-        "attempts": Drill.attempts + 1 if to_status == drill.status else 1,
-        "error": None,
-    }
+def claim(session: Session, drill: Drill, *, to: DrillState, owner: str, now: datetime, **values: object) -> bool:
+    """Start (or take over) a step: compare-and-set against the row exactly as `drill` read it.
+
+    Wins only if nobody changed the state or the claim since; `attempts` counts tries of the same step
+    (its retry delay grows with them) and starts at 1 for a new step.
+    """
+    check_transition(drill.status, to)
     same_claim = Drill.claimed_at.is_(None) if drill.claimed_at is None else Drill.claimed_at == drill.claimed_at
     result = session.execute(
-        update(Drill).where(Drill.id == drill.id, Drill.status == drill.status, same_claim).values(**values)
-    )
-    return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
-
-
-def finish_post(session: Session, drill_id: int, *, owner: str, ts: str, now: datetime, deadline: datetime) -> bool:
-    result = session.execute(
         update(Drill)
-        .where(Drill.id == drill_id, Drill.status == DrillStatus.POSTING, Drill.claimed_by == owner)
-        .values(status=DrillStatus.OPEN, ts=ts, posted_at=now, deadline=deadline, claimed_by=None, claimed_at=None)
-    )
-    return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
-
-
-def mark_failed(session: Session, drill_id: int, *, owner: str, error: str) -> None:
-    session.execute(
-        update(Drill)
-        .where(Drill.id == drill_id, Drill.claimed_by == owner)
-        .values(status=DrillStatus.FAILED, error=error[:255], claimed_by=None, claimed_at=None)
-    )
-
-
-def mark_closed(
-    session: Session, drill_id: int, *, owner: str, reveal_ts: str | None, answer_count: int, now: datetime
-) -> bool:
-    result = session.execute(
-        update(Drill)
-        .where(Drill.id == drill_id, Drill.status == DrillStatus.REVEALING, Drill.claimed_by == owner)
+        .where(Drill.id == drill.id, Drill.status == drill.status, same_claim)
         .values(
-            status=DrillStatus.CLOSED,
-            reveal_ts=reveal_ts,
-            revealed_at=now,
-            answer_count=answer_count,
-            claimed_by=None,
-            claimed_at=None,
+            status=to,
+            claimed_by=owner,
+            claimed_at=now,
+            attempts=Drill.attempts + 1 if _same_step(drill.status, to) else 1,
+            error=None,
+            **values,
         )
     )
     return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
 
 
+def _same_step(source: str, target: str) -> bool:
+    """A takeover, or a retry of a refused step: its delay keeps growing."""
+    return source == target or (source, target) in {
+        (DrillState.POST_FAILED, DrillState.POSTING),
+        (DrillState.REVEAL_FAILED, DrillState.REVEALING),
+    }
+
+
+def finish(
+    session: Session, drill_id: int, *, source: DrillState, to: DrillState, owner: str, **values: object
+) -> bool:
+    """End the step `owner` holds with the transition source -> to; False when the claim was lost."""
+    check_transition(source, to)
+    result = session.execute(
+        update(Drill)
+        .where(Drill.id == drill_id, Drill.status == source, Drill.claimed_by == owner)
+        .values({"status": to, "claimed_by": None, "claimed_at": None, **values})
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
+
+
+def renew(session: Session, drill_id: int, *, owner: str, now: datetime) -> bool:
+    """Extend the lease of the step `owner` holds; False when it was taken over."""
+    result = session.execute(
+        update(Drill).where(Drill.id == drill_id, Drill.claimed_by == owner).values(claimed_at=now)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
+
+
+def release(session: Session, drill_id: int, *, owner: str, now: datetime, error: str | None = None) -> bool:
+    """Give up a step after an uncertain failure; the next attempt waits a growing delay from `now`."""
+    result = session.execute(
+        update(Drill)
+        .where(Drill.id == drill_id, Drill.claimed_by == owner)
+        .values(claimed_by=None, claimed_at=now, error=error[:255] if error else None)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
+
+
 def drills_in_flight(session: Session, channel: str | None = None) -> list[Drill]:
-    """Drills in the middle of a step (posting or revealing): candidates for a takeover."""
-    stmt = select(Drill).where(Drill.status.in_([DrillStatus.POSTING, DrillStatus.REVEALING]))
+    """Drills in the middle of a step: candidates for a takeover."""
+    stmt = select(Drill).where(Drill.status.in_(list(IN_FLIGHT)))
     if channel is not None:
         stmt = stmt.where(Drill.channel == channel)
     return list(session.scalars(stmt.order_by(Drill.id)))
 
 
-def drills_needing_reveal(session: Session, now: datetime, *, include_failed: bool = False) -> list[Drill]:
-    """Open drills whose deadline has passed, plus reveals in flight (a takeover may be needed).
-
-    With `include_failed`, also posted drills whose reveal Slack refused (an operator retrying by hand).
-    """
+def drills_needing_reveal(session: Session, now: datetime) -> list[Drill]:
+    """Open drills whose deadline has passed, reveals refused earlier, and reveal steps in flight."""
     conditions = [
-        and_(Drill.status == DrillStatus.OPEN, Drill.deadline <= now),
-        Drill.status == DrillStatus.REVEALING,
+        and_(Drill.status == DrillState.OPEN, Drill.deadline <= now),
+        Drill.status.in_([DrillState.REVEALING, DrillState.REVEAL_FAILED, DrillState.SEALING]),
     ]
-    if include_failed:
-        conditions.append(and_(Drill.status == DrillStatus.FAILED, Drill.ts.is_not(None)))
     stmt = select(Drill).where(or_(*conditions))
     return list(session.scalars(stmt.order_by(Drill.deadline, Drill.id)))
+
+
+def drill_for_answer(session: Session, channel: str, thread_ts: str) -> Drill | None:
+    """The drill whose message is `thread_ts`, read under a share lock (PostgreSQL; SQLite serialises).
+
+    The lock makes the answer and a streak fold of the same drill take turns: the fold's UPDATE of the
+    row waits for this transaction, and reads the answer once it has committed.
+    """
+    stmt = select(Drill).where(Drill.channel == channel, Drill.ts == thread_ts).with_for_update(read=True)
+    return session.scalar(stmt)
 
 
 def insert_answer(session: Session, *, drill: Drill, user_id: str, message_ts: str, text: str, now: datetime) -> bool:
@@ -194,8 +217,14 @@ def withdraw_answer(session: Session, *, channel: str, message_ts: str, now: dat
 
 
 def drill_of_answer(session: Session, channel: str, message_ts: str) -> Drill | None:
-    stmt = select(Drill).join(Answer, Answer.drill_id == Drill.id)
+    """The drill an answer belongs to, under a share lock like `drill_for_answer`."""
+    stmt = select(Drill).join(Answer, Answer.drill_id == Drill.id).with_for_update(read=True, of=Drill)
     return session.scalar(stmt.where(Answer.channel == channel, Answer.message_ts == message_ts))
+
+
+def drill_by_id_for_answer(session: Session, drill_id: int) -> Drill | None:
+    """A drill by id under a share lock (sealed answers): the reveal's claim waits for this transaction."""
+    return session.scalar(select(Drill).where(Drill.id == drill_id).with_for_update(read=True))
 
 
 def answerer_count(session: Session, drill_id: int) -> int:
@@ -249,17 +278,21 @@ def replace_streak_states(session: Session, channel: str, rows: Iterable[tuple[s
         session.execute(insert(StreakState), values)
 
 
-def reset_streaks(session: Session, channel: str) -> None:
-    """Forget the stored streaks of a channel (history changed); they are rebuilt from the answers."""
+def request_streak_rebuild(session: Session, channel: str, now: datetime) -> None:
+    """History already folded into the channel's streaks changed: the next fold rebuilds them."""
+    stmt = _insert(session)(StreakRebuild).values(channel=channel, requested_at=now)
+    session.execute(stmt.on_conflict_do_nothing(index_elements=["channel"]))
+
+
+def streak_rebuild_requested(session: Session, channel: str) -> bool:
+    return session.scalar(select(StreakRebuild.channel).where(StreakRebuild.channel == channel)) is not None
+
+
+def unfold_streaks(session: Session, channel: str) -> None:
+    """Forget the stored streaks of a channel, to fold them again from the answers (drills, then streaks)."""
+    session.execute(update(Drill).where(Drill.channel == channel, Drill.streak_applied).values(streak_applied=False))
+    session.execute(delete(StreakRebuild).where(StreakRebuild.channel == channel))
     session.execute(delete(StreakState).where(StreakState.channel == channel))
-    session.execute(update(Drill).where(Drill.channel == channel).values(streak_applied=False))
-
-
-def release(session: Session, drill_id: int, *, owner: str, now: datetime) -> None:
-    """Give up a step after an uncertain failure; the next attempt waits a growing delay."""
-    session.execute(
-        update(Drill).where(Drill.id == drill_id, Drill.claimed_by == owner).values(claimed_by=None, claimed_at=now)
-    )
 
 
 # -- the drill experience: sealed answers, live counts, reminders, ratings, practice ----------------
@@ -317,7 +350,7 @@ def open_drills_with_counts(session: Session) -> list[tuple[Drill, int]]:
     stmt = (
         select(Drill, func.coalesce(counts.c.n, 0))
         .outerjoin(counts, counts.c.drill_id == Drill.id)
-        .where(Drill.status == DrillStatus.OPEN, Drill.ts.is_not(None))
+        .where(Drill.status == DrillState.OPEN, Drill.ts.is_not(None))
         .order_by(Drill.id)
     )
     return [(drill, int(n)) for drill, n in session.execute(stmt)]
@@ -380,7 +413,7 @@ def practice_seen(session: Session, user_id: str) -> dict[str, datetime]:
 def recent_drills(session: Session, channel: str, *, limit: int, closed_only: bool = False) -> list[Drill]:
     stmt = select(Drill).where(Drill.channel == channel, Drill.ts.is_not(None))
     if closed_only:
-        stmt = stmt.where(Drill.status == DrillStatus.CLOSED)
+        stmt = stmt.where(Drill.status == DrillState.CLOSED)
     return list(session.scalars(stmt.order_by(Drill.day.desc(), Drill.id.desc()).limit(limit)))
 
 
@@ -441,7 +474,7 @@ def private_users(session: Session) -> set[str]:
     return set(session.scalars(select(UserPrefs.user_id).where(UserPrefs.private)))
 
 
-def claim_digest(session: Session, *, slot: datetime, program: str, manager: str, now: datetime) -> bool:
+def claim_digest(session: Session, *, slot: str, program: str, manager: str, now: datetime) -> bool:
     stmt = (
         _insert(session)(DigestSent)
         .values(slot=slot, program=program, manager=manager, sent_at=now)
@@ -451,7 +484,7 @@ def claim_digest(session: Session, *, slot: datetime, program: str, manager: str
     return session.execute(stmt).scalar_one_or_none() is not None
 
 
-def release_digest(session: Session, *, slot: datetime, program: str, manager: str) -> None:
+def release_digest(session: Session, *, slot: str, program: str, manager: str) -> None:
     """The DM failed: forget the claim so a later tick (within the catch-up hour) sends it."""
     session.execute(
         delete(DigestSent).where(DigestSent.slot == slot, DigestSent.program == program, DigestSent.manager == manager)
@@ -477,8 +510,14 @@ def posting_in(session: Session, channel: str, parent_posted: datetime) -> bool:
     """Whether the thread's parent, posted at `parent_posted`, may be a drill not confirmed yet."""
     stmt = select(Drill.id).where(
         Drill.channel == channel,
-        Drill.status == DrillStatus.POSTING,
+        Drill.status == DrillState.POSTING,
         Drill.created_at <= parent_posted + timedelta(minutes=1),
     )
     stmt = stmt.limit(1)
     return session.scalar(stmt) is not None
+
+
+def posted_drills(session: Session, channel: str) -> list[Drill]:
+    """Every drill of the channel that has a message, in drill order (a full streak replay)."""
+    stmt = select(Drill).where(Drill.channel == channel, Drill.ts.is_not(None))
+    return list(session.scalars(stmt.order_by(Drill.day, Drill.id)))

@@ -2,9 +2,11 @@
 
 Each scenario leaves the database in the state a crash leaves (a step claimed by a process that is gone)
 and restarts drillbot two ways: the one-shot command again, and a long-running `drillbot run --http`.
-The restarted process must take the step over at once (same host, dead pid), look in Slack for the
-message the dead process may have posted (message metadata carries the drill id), and finish the step
-exactly once: adopt what Slack has, post what it lacks.
+The restarted process must take the step over once the dead owner's lease has run out (claims trust
+only their lease: replicas may share a hostname and PID; each test moves the claim's start back by a
+lease rather than waiting it out), look in Slack for the message the dead process may have posted
+(message metadata carries the drill id), and finish the step exactly once: adopt what Slack has, post
+what it lacks.
 
 Note on timestamps: the fake Slack numbers messages from 2023 by default, but these processes run on the
 real clock and adoption looks for messages from the start of today, so each test makes the fake hand out
@@ -26,6 +28,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from bot.domain.claims import LEASE
 from storage import repo
 from storage.db import Database
 from storage.models import Drill, DrillStatus
@@ -151,6 +154,17 @@ def dead_pid() -> int:
     return proc.pid
 
 
+def lease_runs_out(url: str) -> None:
+    """Time passes for the dead owner's claim: its lease started more than a lease ago."""
+    db = Database(url)
+    try:
+        with db.transaction() as session:
+            for drill in session.scalars(select(Drill).where(Drill.claimed_by.is_not(None))):
+                drill.claimed_at = drill.claimed_at - LEASE - timedelta(seconds=1)
+    finally:
+        db.dispose()
+
+
 def run_env(env: Env, **extra: str) -> Env:
     return dict(env, SLACK_SIGNING_SECRET=SIGNING_SECRET, DRILL_TICK_SECONDS="0.2", **extra)
 
@@ -188,6 +202,7 @@ def kill_while_posting(spawn: Any, env: Env, cwd: Path, fake: FakeSlack, url: st
     assert drill.ts is None
     assert drill.claimed_by is not None and f":{first.pid}:" in drill.claimed_by
     assert drill_id_of(message) == drill.id
+    lease_runs_out(url)
     return message
 
 
@@ -254,9 +269,10 @@ def record_orphaned_intent(url: str, *, window: timedelta) -> Drill:
                 channel=CHANNEL,
                 day=now.date(),  # DRILL_TIMEZONE is UTC
                 question_id="cache-stampede",
+                question=None,
                 deadline=now + window,
                 owner=f"{socket.gethostname()}:{dead_pid()}:abcd",
-                now=now,
+                now=now - LEASE - timedelta(seconds=1),  # and its lease has run out
             )
             assert drill is not None
             return drill
@@ -327,6 +343,7 @@ def test_killed_while_revealing_the_reveal_is_adopted_after_restart(
     assert drill.status == DrillStatus.REVEALING
     assert drill.claimed_by is not None and f":{first.pid}:" in drill.claimed_by
     assert fake.calls_to("chat.update") == []
+    lease_runs_out(sqlite_url)
 
     if restart == "reveal":
         again = cli(env, tmp_path, "reveal", "--due")

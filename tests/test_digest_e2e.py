@@ -77,7 +77,7 @@ def seed_week(settings: Any) -> dict[date, str]:
             clock.set(utc(day, 11, 0, 10))
             assert service.reveal_due() == [outcome.drill_id]
             category = BANK[questions[day]]["category"]
-            assert "Saved" in service.rate(int(outcome.drill_id), "UALICE", RATING_BY_CATEGORY[category])
+            assert service.rate(int(outcome.drill_id), "UALICE", RATING_BY_CATEGORY[category]) is None  # stored
         for user in PRIVATE:
             service.set_private(user, True)
     finally:

@@ -73,7 +73,7 @@ def history(make_settings, fake_slack, database_url) -> Any:
             )
             assert withdrawn == "answer withdrawn"
         elif day == 1:
-            assert service.submit_sealed_answer(outcome.drill_id, "UALICE", "sealed thoughts") is None
+            assert service.submit_sealed_answer(outcome.drill_id, "UALICE", "sealed thoughts") == "stored"
         else:
             _reply(runtime, clock, outcome.ts, "UALICE", "still open")
         if day < 2:

@@ -256,6 +256,7 @@ def test_a_database_outage_does_not_break_a_scrape(make_settings):
         raise ConnectionError("database is down")
 
     runtime.db.transaction = broken  # type: ignore[method-assign]
+    runtime.db.read = broken  # type: ignore[method-assign]
     samples = parse(runtime.metrics.render().decode())
     assert value(samples, "drillbot_database_up") == 0
     assert not has(samples, "drillbot_drills")

@@ -182,7 +182,7 @@ def test_resume_on_the_day_of_a_missed_drill_is_consistent(start_bot, fake_slack
 
     `end_snooze` drops the snooze for today ("today's drill counts again"), but the stored streak state
     already folded today's drill in with the snooze. Another person's later snooze replays the history
-    (repo.reset_streaks) and must not change this person's streak.
+    (a streak rebuild) and must not change this person's streak.
     """
     tuesday = MONDAY + timedelta(days=1)
     clock = Clock(utc(MONDAY, 9, 59))
@@ -269,7 +269,7 @@ def test_cli_leaderboard_marks_private_people_for_the_operator(start_bot, fake_s
 def test_leaderboard_reads_one_snapshot_while_a_fold_commits(make_settings, fake_slack, monkeypatch):
     """A leaderboard read (stored streaks + drills not folded yet) must not see half of a concurrent fold.
 
-    The stored streaks were just replayed (repo.reset_streaks: what a snooze or a late answer does), so the
+    The stored streaks were just replayed (repo.unfold_streaks: what a rebuild after a snooze or a late answer does), so the
     closed drill is pending again. While a leaderboard runs, the scheduler's fold commits between its
     two reads: forced here by letting the fold run (in another thread, its own transaction) just before the
     leaderboard reads the pending drills.
@@ -292,7 +292,7 @@ def test_leaderboard_reads_one_snapshot_while_a_fold_commits(make_settings, fake
         clock.set(utc(MONDAY, 11, 0, 10))
         assert service.reveal_due() == [outcome.drill_id]
         with service.db.transaction() as session:
-            repo.reset_streaks(session, CHANNEL)
+            repo.unfold_streaks(session, CHANNEL)
         assert leaderboard_rows(service, CHANNEL) == [("UALICE", 1, 1, 1)]
 
         real_stored, real_pending = repo.streak_states, repo.pending_streak_drills

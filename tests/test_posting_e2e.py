@@ -289,7 +289,7 @@ def test_invalid_auth_fails_once_and_is_not_retried_in_a_loop(
 
     assert len(fake_slack.calls_to("chat.postMessage")) == 1
     assert fake_slack.messages[CHANNEL] == []
-    assert only_drill(bot).status == DrillStatus.FAILED
+    assert only_drill(bot).status == DrillStatus.POST_FAILED
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR and "invalid_auth" in r.getMessage()]
     assert len(errors) == 1, [r.getMessage() for r in errors]
 
@@ -307,8 +307,9 @@ def test_reveal_after_deadline_posts_guidance_and_closes_the_drill(start_bot: St
 
     status, _ = slack.event(reply_event(drill_ts, user="UALICE"))
     assert status == 200
+    drill_id = only_drill(bot).id
     with bot.runtime.db.transaction() as session:
-        assert repo.answerer_count(session, only_drill(bot).id) == 1
+        assert repo.answerer_count(session, drill_id) == 1
 
     reveals = fake_slack.wait_for(lambda: fake_slack.posts(thread=True), timeout=17)
     updates = fake_slack.wait_for(lambda: fake_slack.calls_to("chat.update"), timeout=5)

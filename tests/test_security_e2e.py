@@ -232,6 +232,9 @@ def test_signed_malformed_event_shapes_never_5xx(start_bot, fake_slack):
         ("application/json", b'{"type": "block_actions", "actions": null}'),
         ("application/json", b'{"type": "event_callback", "authorizations": true, "event": {"type": "message"}}'),
         ("application/json", b'{"type": "url_verification", "challenge": {"a": 1}}'),
+        ("application/json", b'{"type": []}'),  # regression: an envelope type that is not a string was a 500
+        ("application/json", b'{"type": {}}'),
+        ("application/json", b'{"type": 7, "event": {"type": "message"}}'),
         (
             "application/x-www-form-urlencoded",
             b"payload=" + json.dumps({"type": "block_actions", "actions": 5}).encode(),

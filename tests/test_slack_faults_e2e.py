@@ -397,7 +397,7 @@ def test_setup_error_fails_once_with_the_fix_and_posts_after_retry_failed(
     assert fake_slack.messages[CHANNEL] == []
     assert fake_slack.calls_to("conversations.history") == []
     drill = only_drill(running)
-    assert drill.status == DrillStatus.FAILED
+    assert drill.status == DrillStatus.POST_FAILED
     assert drill.error is not None and error in drill.error
 
     logged = [r for r in caplog.records if error in r.getMessage()]

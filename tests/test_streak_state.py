@@ -15,7 +15,7 @@ from bot.drills import DrillService
 from bot.settings import Settings
 from bot.slack_api import SlackGateway, make_client
 from storage.db import Database
-from storage.models import Answer, Drill, DrillStatus
+from storage.models import Answer, Drill, DrillStatus, StreakRebuild, StreakState
 from tests.conftest import CHANNEL
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -116,8 +116,14 @@ def test_late_answer_to_a_folded_drill_rebuilds(database_url):
         late = {"type": "message", "channel": CHANNEL, "user": "UA", "text": "late", "thread_ts": drill.ts,
                 "ts": f"{drill.deadline.timestamp() - 60:.6f}"}
         assert service.handle_message_event(late, "UBOT") == "answer recorded"
-        assert {s.user_id: (s.current, s.total) for s in service.leaderboard(CHANNEL)} == {"UA": (2, 2)}
+        with service.db.transaction() as session:  # the answer only asked for a rebuild
+            assert session.get(Drill, ids[1]).streak_applied
+            assert session.get(StreakRebuild, CHANNEL) is not None
+        # The fold rebuilds the channel from its answers first, then folds both drills again.
         assert service.fold_streaks(CHANNEL) == 2
+        with service.db.transaction() as session:
+            assert session.get(StreakRebuild, CHANNEL) is None
+            assert {(r.user_id, r.current, r.total) for r in session.query(StreakState)} == {("UA", 2, 2)}
         assert {s.user_id: (s.current, s.total) for s in service.leaderboard(CHANNEL)} == {"UA": (2, 2)}
     finally:
         service.db.dispose()
@@ -127,8 +133,8 @@ def test_late_answer_to_a_folded_drill_rebuilds(database_url):
 def test_leaderboard_channel_defaults(tmp_path: Path, channels):
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     service = _service(url)
-    service.settings = Settings(_env_file=None, database_url=url)  # type: ignore[call-arg]
-    service.programs, service._by_channel = [], {}  # no DRILL_CHANNEL and no programs file
+    service.loop.settings = Settings(_env_file=None, database_url=url)  # type: ignore[call-arg]
+    service.loop.programs, service.loop._by_channel = [], {}  # no DRILL_CHANNEL and no programs file
     try:
         for n, channel in enumerate(channels):
             with service.db.transaction() as session:

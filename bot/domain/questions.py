@@ -9,6 +9,7 @@ titles) are reported by `lint()`, which `drillbot check` runs.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections import Counter
@@ -22,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bot.errors import QuestionBankError
 
-__all__ = ["Question", "QuestionBank", "lint", "load_bank"]
+__all__ = ["Question", "QuestionBank", "lint", "load_bank", "orphaned_ids", "replaces_problems"]
 
 Difficulty = Literal["easy", "medium", "hard"]
 DIFFICULTIES: tuple[str, ...] = ("easy", "medium", "hard")
@@ -41,6 +42,44 @@ class Question(BaseModel):
     key_points: tuple[str, ...] = Field(min_length=1)
     follow_ups: tuple[str, ...] = ()
     references: tuple[str, ...] = ()
+    # Ids this question took over (renamed or merged): rotation counts their past drills as its own.
+    replaces: tuple[str, ...] = ()
+    # Set only on a drill's stored copy whose id was gone from the bank when the copy was backfilled.
+    missing: bool = False
+
+    def snapshot(self) -> str:
+        """The question as a drill stores it (JSON): everything the reveal and the other views show."""
+        return self.model_dump_json(exclude={"replaces", "missing"})
+
+    @classmethod
+    def from_snapshot(cls, text: str | None, question_id: str) -> Question:
+        """A drill's stored copy; a backfill marker (or no copy) becomes a placeholder that still reveals."""
+        data: dict[str, Any] = {}
+        if text:
+            try:
+                loaded = json.loads(text)
+                data = loaded if isinstance(loaded, dict) else {}
+            except ValueError:
+                data = {}
+        if data and not data.get("missing"):
+            try:
+                return cls.model_validate(data)
+            except ValidationError:
+                pass
+        return cls.model_construct(
+            id=question_id,
+            title=f"Question {question_id!r} (no longer in the question bank)",
+            category="unknown",
+            difficulty="medium",
+            tags=("unknown",),
+            guidance="This question was removed from the question bank before drillbot kept a copy of it, "
+            "so its guidance cannot be shown.",
+            key_points=(),
+            follow_ups=(),
+            references=(),
+            replaces=(),
+            missing=True,
+        )
 
     @field_validator("id")
     @classmethod
@@ -72,6 +111,15 @@ class QuestionBank:
     def get(self, question_id: str) -> Question | None:
         by_id: dict[str, Question] = object.__getattribute__(self, "_by_id")
         return by_id.get(question_id)
+
+    def current_id(self, question_id: str) -> str:
+        """The id a past drill's question goes by now: itself, or the question that `replaces` it."""
+        if self.get(question_id) is not None:
+            return question_id
+        for question in self.questions:
+            if question_id in question.replaces:
+                return question.id
+        return question_id
 
     @property
     def ids(self) -> list[str]:
@@ -205,6 +253,31 @@ def _describe(exc: ValidationError) -> str:
     if error["type"] == "literal_error":
         return f"field {field_name!r} must be one of easy, medium, hard"
     return f"field {field_name!r}: {str(error['msg']).removeprefix('Value error, ')}"
+
+
+def replaces_problems(bank: QuestionBank) -> list[str]:
+    """Errors in `replaces:`: an id that is still in the bank, or one claimed by two questions."""
+    problems: list[str] = []
+    claimed: dict[str, str] = {}
+    for q in bank.questions:
+        where = f"{bank.sources.get(q.id, '?')}: question {q.id!r}"
+        if q.missing:
+            problems.append(f"{where}: 'missing' is not a field of the bank (drillbot sets it on stored copies)")
+        for old in q.replaces:
+            if bank.get(old) is not None:
+                problems.append(f"{where}: replaces {old!r}, which is still in the bank; remove one of them")
+            elif old in claimed:
+                problems.append(
+                    f"{where}: replaces {old!r}, which question {claimed[old]!r} already replaces; keep one claim"
+                )
+            else:
+                claimed[old] = q.id
+    return problems
+
+
+def orphaned_ids(bank: QuestionBank, used_ids: Iterable[str]) -> list[str]:
+    """Ids past drills used that the bank no longer has and no question `replaces` (rotation forgets them)."""
+    return sorted({qid for qid in used_ids if bank.current_id(qid) == qid and bank.get(qid) is None})
 
 
 def lint(bank: QuestionBank) -> list[str]:

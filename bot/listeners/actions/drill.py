@@ -26,8 +26,8 @@ def answer_opener(service: DrillService) -> Callable[..., None]:
         if drill_id is None or not user_id:
             return
         form = service.sealed_answer_form(drill_id, user_id)
-        if isinstance(form, str):
-            respond(response_type="ephemeral", replace_original=False, text=form)
+        if not isinstance(form, tuple):
+            respond(response_type="ephemeral", replace_original=False, text=blocks.SEALED_FORM_REFUSALS[form])
             return
         question, current = form
         client.views_open(
@@ -44,6 +44,8 @@ def rater(service: DrillService) -> Callable[..., None]:
         if drill_id is None or not user_id:
             return
         rating = str(action.get("action_id", "")).removeprefix(blocks.RATE_ACTION_PREFIX)
-        respond(response_type="ephemeral", replace_original=False, text=service.rate(drill_id, user_id, rating))
+        refused = service.rate(drill_id, user_id, rating)
+        text = refused if refused is not None else blocks.rating_saved(rating)
+        respond(response_type="ephemeral", replace_original=False, text=text)
 
     return rate_myself

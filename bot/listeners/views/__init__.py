@@ -7,7 +7,7 @@ from typing import Any
 from slack_bolt import Ack, App
 
 from bot import blocks
-from bot.drills import DrillService
+from bot.drills import DrillService, SealedResult
 
 __all__ = ["register"]
 
@@ -22,10 +22,10 @@ def register(app: App, service: DrillService) -> None:
         if not metadata.isdigit() or not user_id:
             ack(response_action="errors", errors={blocks.ANSWER_BLOCK: "This form is out of date; open it again."})
             return
-        error = service.submit_sealed_answer(int(metadata), user_id, text)
-        if error:
-            ack(response_action="errors", errors={blocks.ANSWER_BLOCK: error})
-        else:
+        result = service.submit_sealed_answer(int(metadata), user_id, text)
+        if result == SealedResult.STORED:
             ack()
+        else:
+            ack(response_action="errors", errors={blocks.ANSWER_BLOCK: blocks.SEALED_SUBMIT_ERRORS[result]})
 
     app.view(blocks.ANSWER_VIEW)(submit_sealed_answer)

@@ -1,0 +1,177 @@
+"""Answers: thread replies, their edits and deletes, sealed answers, and self-ratings.
+
+Every path asks `bot.domain.lifecycle.accepts_answer` (or its sealed variant) and writes under a share
+lock on the drill row, so an answer and a streak fold or a reveal claim of the same drill take turns. A
+change to history the stored streaks already include (a late redelivery, a withdrawn answer) only asks
+for a rebuild (`repo.request_streak_rebuild`); it never rewrites other drills' rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+from bot.domain.answers import is_person_reply
+from bot.domain.lifecycle import accepts_answer, accepts_sealed_answer
+from bot.domain.practice import RATINGS
+from bot.domain.questions import Question
+from bot.drills.loop import Loop, clean_text, slack_ts_to_datetime
+from bot.errors import RetryLater
+from storage import repo
+from storage.models import Drill
+
+__all__ = ["Answers", "SealedResult"]
+
+log = logging.getLogger(__name__)
+
+
+class SealedResult(StrEnum):
+    STORED = "stored"
+    EMPTY = "empty"
+    GONE = "gone"
+    CLOSED = "closed"
+
+
+class Answers:
+    def __init__(self, loop: Loop) -> None:
+        self.loop = loop
+
+    def handle_message_event(self, event: Mapping[str, Any], bot_user_id: str | None) -> str:
+        """Record what a `message` event means for answers; returns a short outcome for the log."""
+        channel = event.get("channel")
+        if not isinstance(channel, str):
+            return "ignored: no channel"
+        subtype = event.get("subtype")
+        if subtype == "message_changed":
+            message = event.get("message")
+            if not isinstance(message, Mapping):
+                return "ignored: edit without message"
+            return self._record_edit(channel, message, event, bot_user_id)
+        if subtype == "message_deleted":
+            return self._record_delete(channel, event)
+        return self._record_reply(channel, event, bot_user_id)
+
+    def _insert(self, session: Any, drill: Drill, message: Mapping[str, Any], text: str) -> bool:
+        new = repo.insert_answer(
+            session, drill=drill, user_id=str(message["user"]), message_ts=str(message["ts"]), text=text,
+            now=self.loop.clock(),
+        )
+        if new and drill.streak_applied:  # a late redelivery changed history already folded in
+            repo.request_streak_rebuild(session, drill.channel, self.loop.clock())
+        return new
+
+    def _record_reply(self, channel: str, message: Mapping[str, Any], bot_user_id: str | None) -> str:
+        if not is_person_reply(message, bot_user_id):
+            return "ignored: not a person's thread reply"
+        written = slack_ts_to_datetime(message["ts"])
+        if written is None:
+            return "ignored: bad ts"
+        with self.loop.db.transaction() as session:
+            drill = repo.drill_for_answer(session, channel, str(message.get("thread_ts")))
+            if drill is None:
+                parent = slack_ts_to_datetime(message.get("thread_ts"))
+                if parent is not None and repo.posting_in(session, channel, parent):
+                    # The drill may be this very thread, posted but not yet confirmed: let Slack redeliver.
+                    raise RetryLater(f"a drill in {channel} is still being posted")
+                return "ignored: not a drill thread"
+            if not accepts_answer(drill.status, drill.deadline, written):
+                return "ignored: after the deadline"
+            new = self._insert(session, drill, message, clean_text(message.get("text")))
+        if new and self.loop.metrics:
+            self.loop.metrics.answer_recorded(channel)
+        return "answer recorded" if new else "duplicate ignored"
+
+    def _record_edit(
+        self, channel: str, message: Mapping[str, Any], event: Mapping[str, Any], bot_user_id: str | None
+    ) -> str:
+        if not is_person_reply(message, bot_user_id):
+            return "ignored: not a person's thread reply"
+        edited = slack_ts_to_datetime(event.get("event_ts") or event.get("ts"))
+        with self.loop.db.transaction() as session:
+            drill = repo.drill_for_answer(session, channel, str(message.get("thread_ts")))
+            if drill is None:
+                return "ignored: not a drill thread"
+            if edited is None or not accepts_answer(drill.status, drill.deadline, edited):
+                return "ignored: edited after the deadline"
+            text = clean_text(message.get("text"))
+            if repo.set_answer_text(
+                session, channel=channel, message_ts=str(message["ts"]), text=text, now=self.loop.clock()
+            ):
+                return "answer updated"
+            written = slack_ts_to_datetime(message["ts"])
+            if written is None or not accepts_answer(drill.status, drill.deadline, written):
+                return "ignored: after the deadline"
+            new = self._insert(session, drill, message, text)
+        if new and self.loop.metrics:
+            self.loop.metrics.answer_recorded(channel)
+        return "answer recorded from edit"
+
+    def _record_delete(self, channel: str, event: Mapping[str, Any]) -> str:
+        previous = event.get("previous_message")
+        deleted_ts = event.get("deleted_ts") or (previous.get("ts") if isinstance(previous, Mapping) else None)
+        if not isinstance(deleted_ts, str):
+            return "ignored: delete without ts"
+        deleted_at = slack_ts_to_datetime(event.get("event_ts") or event.get("ts")) or self.loop.clock()
+        with self.loop.db.transaction() as session:
+            drill = repo.drill_of_answer(session, channel, deleted_ts)
+            if drill is None:
+                return "ignored: not an answer"
+            # Withdrawn while the drill took answers: it stops counting. Deleted later: the text is erased
+            # (the person's wish) but the participation stays, as the reveal already counted it.
+            keep = not accepts_answer(drill.status, drill.deadline, deleted_at)
+            changed = repo.withdraw_answer(
+                session, channel=channel, message_ts=deleted_ts, now=self.loop.clock(), keep_count=keep
+            )
+            if changed and not keep and drill.streak_applied:
+                repo.request_streak_rebuild(session, channel, self.loop.clock())
+        return "answer text erased" if keep else "answer withdrawn"
+
+    # -- sealed answers and self-ratings ---------------------------------------------------------
+
+    def sealed_answer_form(self, drill_id: int, user_id: str) -> tuple[Question, str] | SealedResult:
+        """The question and the person's current sealed answer, or why they cannot answer."""
+        with self.loop.db.transaction() as session:
+            drill = session.get(Drill, drill_id)
+            if drill is None or drill.ts is None:
+                return SealedResult.GONE
+            if not accepts_sealed_answer(drill.status, drill.deadline, self.loop.clock()):
+                return SealedResult.CLOSED
+            current = next((text for user, text in repo.modal_answers(session, drill_id) if user == user_id), "")
+            question = self.loop.question_of(drill)
+        return question, current
+
+    def submit_sealed_answer(self, drill_id: int, user_id: str, text: str) -> SealedResult:
+        """Store a sealed answer (replacing the person's earlier one)."""
+        text = clean_text(text).strip()
+        if not text:
+            return SealedResult.EMPTY
+        now = self.loop.clock()
+        with self.loop.db.transaction() as session:
+            drill = repo.drill_by_id_for_answer(session, drill_id)
+            if drill is None or drill.ts is None:
+                return SealedResult.GONE
+            if not accepts_sealed_answer(drill.status, drill.deadline, now):
+                return SealedResult.CLOSED
+            first = repo.upsert_modal_answer(session, drill=drill, user_id=user_id, text=text, now=now)
+            channel = drill.channel
+        if first and self.loop.metrics:
+            self.loop.metrics.answer_recorded(channel)
+        return SealedResult.STORED
+
+    def rate(self, drill_id: int, user_id: str, rating: str) -> str | None:
+        """Record a self-rating; returns why it was refused, or None when stored."""
+        if rating not in RATINGS:
+            return "Unknown rating."
+        with self.loop.db.transaction() as session:
+            drill = session.get(Drill, drill_id)
+            if drill is None:
+                return "That drill no longer exists."
+            if not repo.has_answered(session, drill_id, user_id):
+                return "Only people who answered this drill can rate themselves on it."
+            category = self.loop.question_of(drill).category
+            repo.upsert_rating(
+                session, drill_id=drill_id, user_id=user_id, rating=rating, category=category, now=self.loop.clock()
+            )
+        return None
