@@ -1,0 +1,126 @@
+"""PostgreSQL concurrency of answers and streaks, with two threads (each its own connection).
+
+- The fold/answer race: an answer to a drill commits while a fold of that drill runs. Before the lock
+  order, the fold did not wait for the answer and could store streaks without it (and the answer, having
+  read `streak_applied = false`, asked for no rebuild). Now the answer holds a share lock on its drill,
+  the fold's UPDATE of that row waits, and then counts the answer.
+- Rebuilding streaks (after a snooze or a late answer) and folding them take their locks in one order
+  (drills rows, then streak_rebuilds, then streaks), so running both at once never deadlocks.
+
+Skipped, saying why, when no PostgreSQL server is reachable.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from bot.domain.questions import QuestionBank
+from bot.drills import DrillService
+from bot.settings import Settings
+from storage import repo
+from storage.db import Database
+from storage.models import Drill, StreakState
+from tests.conftest import CHANNEL, scratch_postgres_database
+
+pytestmark = pytest.mark.postgres
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def service() -> Iterator[DrillService]:
+    with scratch_postgres_database() as url:
+        db = Database(url)
+        db.upgrade()
+        settings = Settings(_env_file=None, drill_channel=CHANNEL, database_url=url)  # type: ignore[call-arg]
+        yield DrillService(settings=settings, bank=QuestionBank(questions=()), db=db, slack=None, clock=lambda: NOW)  # type: ignore[arg-type]
+        db.dispose()
+
+
+def _closed_drills(service: DrillService, n: int) -> list[Drill]:
+    drills = []
+    with service.db.transaction() as session:
+        for i in range(n):
+            drill = Drill(
+                channel=CHANNEL, day=date(2026, 5, 1) + timedelta(days=i), question_id="q", status="closed",
+                ts=f"{1700000000 + i}.000100", deadline=NOW - timedelta(days=30 - i), answer_count=0, attempts=1,
+            )
+            session.add(drill)
+            drills.append(drill)
+    return drills
+
+
+def _reply(drill: Drill, user: str) -> dict[str, str]:
+    # Before the deadline (Slack redelivered it late); each person's message has its own ts.
+    written = drill.deadline - timedelta(minutes=5, seconds=ord(user[-1]))
+    return {"type": "message", "channel": CHANNEL, "user": user, "text": "late", "thread_ts": str(drill.ts),
+            "ts": f"{written.timestamp():.6f}"}
+
+
+def test_an_answer_racing_the_fold_is_never_left_out(service: DrillService) -> None:
+    (drill,) = _closed_drills(service, 1)
+    inserted, release = threading.Event(), threading.Event()
+    real_insert = repo.insert_answer
+
+    def slow_insert(session, **kwargs):  # type: ignore[no-untyped-def]
+        result = real_insert(session, **kwargs)
+        inserted.set()
+        assert release.wait(10)  # the answer's transaction stays open while the fold runs
+        return result
+
+    repo.insert_answer = slow_insert  # type: ignore[assignment]
+    try:
+        answering = threading.Thread(target=service.handle_message_event, args=(_reply(drill, "UA"), "UBOT"))
+        answering.start()
+        assert inserted.wait(10)
+        folded: list[int] = []
+        folding = threading.Thread(target=lambda: folded.append(service.fold_streaks(CHANNEL)))
+        folding.start()
+        folding.join(0.5)
+        assert folding.is_alive(), "the fold did not wait for the answer's transaction"
+        release.set()
+        answering.join(10)
+        folding.join(10)
+    finally:
+        repo.insert_answer = real_insert  # type: ignore[assignment]
+    assert folded == [1]
+    with service.db.transaction() as session:
+        assert [(s.user_id, s.total) for s in session.query(StreakState)] == [("UA", 1)]
+
+
+def test_rebuilds_and_folds_at_once_never_deadlock(service: DrillService) -> None:
+    drills = _closed_drills(service, 6)
+    assert service.fold_streaks(CHANNEL) == 6
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def answers(user: str) -> None:
+        try:
+            start.wait(5)
+            for drill in drills:
+                service.handle_message_event(_reply(drill, user), "UBOT")
+        except BaseException as exc:  # noqa: BLE001 - a deadlock error is what this test looks for
+            errors.append(exc)
+
+    def folds() -> None:
+        try:
+            start.wait(5)
+            for _ in range(10):
+                service.fold_streaks(CHANNEL)
+                service.snooze("UC", NOW.date() + timedelta(days=1))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=answers, args=(u,)) for u in ("UA", "UB")]
+    threads += [threading.Thread(target=folds), threading.Thread(target=folds)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors, errors
+    service.fold_streaks(CHANNEL)
+    board = {s.user_id: s.total for s in service.leaderboard(CHANNEL)}
+    assert board == {"UA": 6, "UB": 6}
