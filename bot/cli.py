@@ -328,6 +328,22 @@ def preview(ctx: click.Context, question_id: str | None) -> None:
     click.echo(json.dumps(output, indent=2, ensure_ascii=False))
 
 
+@main.command(short_help="Print the Slack app manifest for Socket Mode or your URL.")
+@click.option("--socket", "socket_mode", is_flag=True, help="Socket Mode: no public URL needed (as manifest.yaml).")
+@click.option("--url", default=None, metavar="https://HOST", help="HTTP mode: Slack sends requests to HOST/slack/events.")
+def manifest(socket_mode: bool, url: str | None) -> None:
+    """Print a complete Slack app manifest, ready to paste into "Create New App -> From a manifest".
+
+    --socket for Socket Mode (no public URL), or --url https://HOST for HTTP mode, where
+    https://HOST/slack/events is put in all three places Slack sends requests to.
+    """
+    from bot.manifest import render_manifest
+
+    if socket_mode == (url is not None):
+        raise ConfigError("choose one mode: --socket (no public URL) or --url https://HOST (HTTP mode)")
+    click.echo(render_manifest(url=url), nl=False)
+
+
 @main.command()
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="json", show_default=True)
 @click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, help="Only drills on or after DATE.")
