@@ -330,7 +330,9 @@ def preview(ctx: click.Context, question_id: str | None) -> None:
 
 @main.command(short_help="Print the Slack app manifest for Socket Mode or your URL.")
 @click.option("--socket", "socket_mode", is_flag=True, help="Socket Mode: no public URL needed (as manifest.yaml).")
-@click.option("--url", default=None, metavar="https://HOST", help="HTTP mode: Slack sends requests to HOST/slack/events.")
+@click.option(
+    "--url", default=None, metavar="https://HOST", help="HTTP mode: Slack sends requests to HOST/slack/events."
+)
 def manifest(socket_mode: bool, url: str | None) -> None:
     """Print a complete Slack app manifest, ready to paste into "Create New App -> From a manifest".
 
