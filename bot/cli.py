@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 import click
 
-from bot.domain.questions import lint, load_bank
+from bot.domain.questions import load_bank
 from bot.errors import ConfigError, DrillbotError
 from bot.logs import configure_logging, mask
 from bot.runtime import Bot, build_runtime
@@ -173,31 +173,33 @@ def reveal(ctx: click.Context, due: bool) -> None:
         click.echo("Nothing to reveal.")
 
 
-@main.command()
+@main.command(short_help="Validate settings, the question bank and drills.yaml.")
+@click.option("--strict", is_flag=True, help="Treat warnings (the bank's style rules) as errors.")
+@click.option("--slack", "ask_slack", is_flag=True, help="Also ask Slack: the token works, the bot is in each channel.")
+@click.option("--http", "mode", flag_value="http", help="Check for HTTP mode (default without SLACK_APP_TOKEN).")
+@click.option("--socket", "mode", flag_value="socket", help="Check for Socket Mode (default with SLACK_APP_TOKEN).")
 @click.pass_context
-def check(ctx: click.Context) -> None:
-    """Validate settings and the question bank; exit 1 with the problem on one line."""
-    from bot.drills import build_programs
+def check(ctx: click.Context, strict: bool, ask_slack: bool, mode: str | None) -> None:
+    """Validate settings, the question bank and drills.yaml, reporting every problem, one line each.
 
-    settings = _settings(ctx)
-    settings.require("slack_bot_token")
-    bank = load_bank(settings.questions_file)
-    problems = lint(bank)
-    if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise ConfigError(problems[0] + more)
-    programs = build_programs(settings, bank)
-    from datetime import UTC, datetime
+    Errors (exit 1): invalid settings, placeholders left from .env.example, a missing secret for the mode,
+    a channel name where an ID is needed, a structural problem in the bank or drills.yaml. Warnings (exit 0):
+    the bank's style rules; --strict makes them errors. --slack also calls Slack.
+    """
+    from bot.checks import run_checks
 
-    categories = ", ".join(f"{c} {n}" for c, n in sorted(bank.categories.items()))
-    difficulties = ", ".join(f"{d} {bank.difficulties.get(d, 0)}" for d in ("easy", "medium", "hard"))
-    next_slot = settings.schedule.next_slot(datetime.now(UTC)).strftime("%a %Y-%m-%d %H:%M %Z")
-    where = (
-        f"{len(programs)} programs ({', '.join(f'{p.name} in {p.channel}' for p in programs)})"
-        if settings.drill_programs_file
-        else f"schedule '{settings.drill_schedule}' {settings.drill_timezone}, next slot {next_slot}"
-    )
-    click.echo(f"OK: {len(bank.questions)} questions ({categories}; {difficulties}); {where}")
+    report = run_checks(mode=mode, strict=strict, slack=ask_slack)
+    ctx.ensure_object(Context).settings = report.settings
+    secrets = _secrets(report.settings)
+    for finding in report.findings:
+        click.echo(f"{finding.level}: {mask(finding.message, secrets)}", err=True)
+    if report.errors:
+        for line in report.confirmed:
+            click.echo(mask(line, secrets))
+        sys.exit(1)
+    click.echo(report.summary())
+    for line in report.confirmed:
+        click.echo(mask(line, secrets))
 
 
 @main.command()

@@ -45,6 +45,7 @@ def cli_env(fake_slack: FakeSlack, tmp_path: Path) -> Env:
     env.update(
         SLACK_API_URL=fake_slack.url,
         SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
         DRILL_CHANNEL=CHANNEL,
         DRILL_SCHEDULE=NEVER,
         DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}",
@@ -87,6 +88,17 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, f"expected one line on stderr, got: {result.stderr!r}"
     return lines[0]
+
+
+def check_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The one error line of a failed `drillbot check` (warnings may come with it, one line each)."""
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert all(line.startswith(("error: ", "warning: ")) for line in lines), result.stderr
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1, f"expected one error line, got: {result.stderr!r}"
+    return errors[0]
 
 
 def free_port() -> int:
@@ -254,7 +266,7 @@ def test_check_rejects_a_duplicate_question_id(cli_env, tmp_path):
             {"id": "dup-question", **GOOD_QUESTION, "title": "Third?"},
         ],
     )
-    line = one_error_line(cli(cli_env, tmp_path, "check", QUESTIONS_FILE=str(bank)))
+    line = check_error(cli(cli_env, tmp_path, "check", QUESTIONS_FILE=str(bank)))
     assert "dup-question" in line
     assert "duplicate" in line.lower()
 
@@ -263,7 +275,7 @@ def test_check_rejects_a_question_missing_a_field(cli_env, tmp_path):
     incomplete = {"id": "no-guidance-here", **GOOD_QUESTION}
     del incomplete["guidance"]
     bank = write_bank(tmp_path / "missing.yaml", [{"id": "fine-question", **GOOD_QUESTION}, incomplete])
-    line = one_error_line(cli(cli_env, tmp_path, "check", QUESTIONS_FILE=str(bank)))
+    line = check_error(cli(cli_env, tmp_path, "check", QUESTIONS_FILE=str(bank)))
     assert "no-guidance-here" in line
     assert "guidance" in line.replace("no-guidance-here", "")
 
@@ -274,7 +286,7 @@ def test_check_rejects_invalid_yaml_naming_file_and_line(cli_env, tmp_path):
         'questions:\n  - id: broken-one\n    title: "an unclosed quote\n    category: caching\n  - id: [unbalanced\n',
         encoding="utf-8",
     )
-    line = one_error_line(cli(cli_env, tmp_path, "check", QUESTIONS_FILE=str(bank)))
+    line = check_error(cli(cli_env, tmp_path, "check", QUESTIONS_FILE=str(bank)))
     assert "broken.yaml" in line
     with pytest.raises(yaml.MarkedYAMLError) as raised:
         yaml.safe_load(bank.read_text(encoding="utf-8"))
@@ -284,7 +296,7 @@ def test_check_rejects_invalid_yaml_naming_file_and_line(cli_env, tmp_path):
 
 
 def test_check_requires_the_bot_token(cli_env, tmp_path):
-    line = one_error_line(cli(cli_env, tmp_path, "check", SLACK_BOT_TOKEN=None))
+    line = check_error(cli(cli_env, tmp_path, "check", SLACK_BOT_TOKEN=None))
     assert "SLACK_BOT_TOKEN" in line
 
 
@@ -299,13 +311,13 @@ def test_check_requires_the_bot_token(cli_env, tmp_path):
     ],
 )
 def test_check_rejects_an_invalid_setting(cli_env, tmp_path, variable, value):
-    line = one_error_line(cli(cli_env, tmp_path, "check", **{variable: value}))
+    line = check_error(cli(cli_env, tmp_path, "check", **{variable: value}))
     assert variable in line
     assert line.startswith("error:")
 
 
 def test_check_accepts_the_shipped_bank(cli_env, tmp_path):
-    result = cli(cli_env, tmp_path, "check", QUESTIONS_FILE=str(SHIPPED_BANK))
+    result = cli(cli_env, tmp_path, "check", "--strict", QUESTIONS_FILE=str(SHIPPED_BANK))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1, result.stdout
