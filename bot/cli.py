@@ -117,12 +117,35 @@ def run(ctx: click.Context, mode: str | None, port: int | None, host: str) -> No
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     bot.start()
+    _log_started(bot)
     stop.wait()
     if not bot.stop(deadline_seconds=STOP_DEADLINE_SECONDS):
         # Past the deadline: exit anyway. Every step is crash-safe (claims + reconcile on restart).
         logging.shutdown()
         os._exit(0)
     log.info("stopped")
+
+
+def _log_started(bot: Bot) -> None:
+    """A few lines saying what runs: the workspace and bot user, each drill channel with its schedule and
+    next drill, and the database (its password hidden). The mode was logged as the front end started."""
+    from datetime import UTC, datetime
+
+    runtime = bot.runtime
+    who = runtime.identity or {}
+    team = f"{who['team']} ({who.get('team_id')})" if who.get("team") else str(who.get("team_id", "?"))
+    log.info("Slack workspace %s, bot user @%s (%s)", team, who.get("user", "?"), who.get("user_id", "?"))
+    now = datetime.now(UTC)
+    for program in runtime.service.programs:
+        schedule = program.schedule
+        upcoming = schedule.next_drill(now)
+        when = upcoming.strftime("%a %Y-%m-%d %H:%M %Z") if upcoming else "none (every slot is a skip date)"
+        name = "" if program.name == "default" else f" (program {program.name})"
+        log.info(
+            "drill channel %s%s: schedule '%s' %s, next drill %s", program.channel, name, schedule.crontab,
+            schedule.tz.key, when,
+        )
+    log.info("database %s", runtime.db.url.render_as_string(hide_password=True))
 
 
 # -- one-shot commands ----------------------------------------------------------------------------

@@ -68,9 +68,11 @@ def connection_problem(exc: BaseException, url: str) -> str:
     if isinstance(reason, ConnectionRefusedError):
         return f"connection refused by {host}:{port} (nothing listens there)"
     if isinstance(reason, ssl.SSLCertVerificationError):
-        return f"TLS certificate of {host} not trusted ({reason.verify_message}; a proxy intercepting HTTPS?)"
+        detail = getattr(reason, "verify_message", None) or "certificate verify failed"
+        return f"TLS certificate of {host} not trusted ({detail}; a proxy intercepting HTTPS?)"
     if isinstance(reason, ssl.SSLError):
-        return f"TLS handshake with {host} failed ({reason.reason or reason.__class__.__name__})"
+        detail = getattr(reason, "reason", None) or reason.__class__.__name__
+        return f"TLS handshake with {host} failed ({detail})"
     if isinstance(reason, (TimeoutError, socket.timeout)):
         return f"no answer from {host} within {HTTP_TIMEOUT_SECONDS} s (timeout)"
     if isinstance(reason, ConnectionResetError):

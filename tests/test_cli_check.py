@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 import yaml
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from bot.cli import main
 from bot.settings import EXAMPLE_VALUES
+from tests.clirunner import invoke
 from tests.conftest import BOT_TOKEN, CHANNEL, SIGNING_SECRET, TEST_BANK
 from tests.fakes.slack import BOT_USER_ID, TEAM_NAME, FakeSlack
 
@@ -38,7 +38,7 @@ def good_env(**overrides: str) -> dict[str, str]:
 
 
 def check(*args: str, env: dict[str, str]) -> Result:
-    result = CliRunner().invoke(main, ["check", *args], env=env)
+    result = invoke("check", *args, env=env)
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     for secret in (BOT_TOKEN, SIGNING_SECRET, APP_TOKEN):

@@ -6,17 +6,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
-from bot.cli import main
 from bot.manifest import BOT_SCOPES, render_manifest
+from tests.clirunner import invoke
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS_URL = "https://drills.acme.dev/slack/events"
 
 
 def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args))
+    result = invoke(*args)
     return result.exit_code, result.stdout, result.stderr
 
 
