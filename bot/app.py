@@ -20,6 +20,16 @@ __all__ = ["build_app"]
 log = logging.getLogger(__name__)
 
 
+def _not_the_token_notice(record: logging.LogRecord) -> bool:
+    # Bolt reads SLACK_BOT_TOKEN from the environment by itself and, since drillbot hands it a ready
+    # client (with drillbot's retry handlers), warns at every start that the token "will be unused".
+    return "`token` will be unused" not in str(record.msg)
+
+
+_BOLT_LOG = logging.getLogger("bot.bolt")
+_BOLT_LOG.addFilter(_not_the_token_notice)
+
+
 def build_app(
     settings: Settings,
     service: DrillService,
@@ -37,7 +47,7 @@ def build_app(
         process_before_response=True,
         request_verification_enabled=not socket_mode,
         listener_executor=listener_executor,
-        logger=logging.getLogger("bot.bolt"),
+        logger=_BOLT_LOG,
     )
     listeners.register(app, service)
 

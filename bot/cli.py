@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 import click
 
-from bot.domain.questions import lint, load_bank
+from bot.domain.questions import load_bank
 from bot.errors import ConfigError, DrillbotError
 from bot.logs import configure_logging, mask
 from bot.runtime import Bot, build_runtime
@@ -72,7 +72,12 @@ class _Group(click.Group):
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
-    """drillbot: daily interview drills in Slack."""
+    """drillbot: daily interview drills in Slack.
+
+    \b
+    Look first (no Slack app needed): drillbot preview, drillbot questions.
+    Set up: drillbot manifest --socket (the app to create), then drillbot check.
+    """
     ctx.obj = Context()
     # One-shot commands report their outcome themselves, in one line; -v shows the logs behind it.
     configure_logging(logging.DEBUG if verbose else logging.CRITICAL)
@@ -90,7 +95,7 @@ def _settings(ctx: click.Context) -> Settings:
 # -- run ------------------------------------------------------------------------------------------
 
 
-@main.command()
+@main.command(short_help="Run the bot: the Slack app and the drill scheduler.")
 @click.option("--http", "mode", flag_value="http", help="Serve Slack's HTTP requests (POST /slack/events).")
 @click.option("--socket", "mode", flag_value="socket", help="Connect through Socket Mode (no public URL).")
 @click.option("--port", type=int, default=None, help="HTTP port (default: PORT, 3000).")
@@ -117,6 +122,7 @@ def run(ctx: click.Context, mode: str | None, port: int | None, host: str) -> No
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     bot.start()
+    _log_started(bot)
     stop.wait()
     if not bot.stop(deadline_seconds=STOP_DEADLINE_SECONDS):
         # Past the deadline: exit anyway. Every step is crash-safe (claims + reconcile on restart).
@@ -125,14 +131,41 @@ def run(ctx: click.Context, mode: str | None, port: int | None, host: str) -> No
     log.info("stopped")
 
 
+def _log_started(bot: Bot) -> None:
+    """A few lines saying what runs: the workspace and bot user, each drill channel with its schedule and
+    next drill, and the database (its password hidden). The mode was logged as the front end started."""
+    from datetime import UTC, datetime
+
+    runtime = bot.runtime
+    who = runtime.identity or {}
+    team = f"{who['team']} ({who.get('team_id')})" if who.get("team") else str(who.get("team_id", "?"))
+    log.info("Slack workspace %s, bot user @%s (%s)", team, who.get("user", "?"), who.get("user_id", "?"))
+    now = datetime.now(UTC)
+    for program in runtime.service.programs:
+        schedule = program.schedule
+        upcoming = schedule.next_drill(now)
+        when = upcoming.strftime("%a %Y-%m-%d %H:%M %Z") if upcoming else "none (every slot is a skip date)"
+        name = "" if program.name == "default" else f" (program {program.name})"
+        log.info(
+            "drill channel %s%s: schedule '%s' %s, next drill %s", program.channel, name, schedule.crontab,
+            schedule.tz.key, when,
+        )
+    log.info("database %s", runtime.db.url.render_as_string(hide_password=True))
+
+
 # -- one-shot commands ----------------------------------------------------------------------------
 
 
-@main.command()
+@main.command(short_help="Post today's drill now (at most one a day).")
 @click.option("--channel", default=None, help="The program's channel (needed when drills.yaml has several).")
+@click.option("--force", is_flag=True, help="Post even though today is a skip date (DRILL_SKIP_DATES).")
 @click.pass_context
-def post(ctx: click.Context, channel: str | None) -> None:
-    """Post today's drill now (once a day per channel; a second call posts nothing)."""
+def post(ctx: click.Context, channel: str | None, force: bool) -> None:
+    """Post today's drill now (once a day per channel; a second call posts nothing).
+
+    On a skip date (DRILL_SKIP_DATES, in the program's time zone) it posts nothing and says so, as the
+    schedule does; --force posts anyway.
+    """
     from bot.drills import PostResult
 
     settings = _settings(ctx)
@@ -141,7 +174,16 @@ def post(ctx: click.Context, channel: str | None) -> None:
     known = [p.channel for p in service.programs]
     if channel is not None and known and channel not in known:
         raise ConfigError(f"--channel {channel} is not a drill program's channel ({', '.join(known)})")
-    channel = service.program_for(channel).channel
+    program = service.program_for(channel)
+    channel = program.channel
+    now = service.clock()
+    if program.schedule.skips(now) and not force:
+        day = program.schedule.local_date(now).isoformat()
+        click.echo(
+            f"Today ({day} in {program.schedule.tz.key}) is a skip date (DRILL_SKIP_DATES): nothing posted to "
+            f"{channel}. `drillbot post --force` posts anyway."
+        )
+        return
     outcome = service.post_today(channel, retry_failed=True)
     if outcome.result in (PostResult.POSTED, PostResult.ADOPTED):
         click.echo(f"Posted today's drill ({outcome.question_id}) to {channel}, ts {outcome.ts}.")
@@ -159,7 +201,7 @@ def post(ctx: click.Context, channel: str | None) -> None:
         _fail(outcome.detail or "the drill could not be posted", settings)
 
 
-@main.command()
+@main.command(short_help="Reveal the guidance of every drill past its deadline.")
 @click.option("--due", is_flag=True, required=True, help="Reveal every open drill whose deadline has passed.")
 @click.pass_context
 def reveal(ctx: click.Context, due: bool) -> None:
@@ -173,34 +215,36 @@ def reveal(ctx: click.Context, due: bool) -> None:
         click.echo("Nothing to reveal.")
 
 
-@main.command()
+@main.command(short_help="Validate settings, the question bank and drills.yaml.")
+@click.option("--strict", is_flag=True, help="Treat warnings (the bank's style rules) as errors.")
+@click.option("--slack", "ask_slack", is_flag=True, help="Also ask Slack: the token works, the bot is in each channel.")
+@click.option("--http", "mode", flag_value="http", help="Check for HTTP mode (default without SLACK_APP_TOKEN).")
+@click.option("--socket", "mode", flag_value="socket", help="Check for Socket Mode (default with SLACK_APP_TOKEN).")
 @click.pass_context
-def check(ctx: click.Context) -> None:
-    """Validate settings and the question bank; exit 1 with the problem on one line."""
-    from bot.drills import build_programs
+def check(ctx: click.Context, strict: bool, ask_slack: bool, mode: str | None) -> None:
+    """Validate settings, the question bank and drills.yaml, reporting every problem, one line each.
 
-    settings = _settings(ctx)
-    settings.require("slack_bot_token")
-    bank = load_bank(settings.questions_file)
-    problems = lint(bank)
-    if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise ConfigError(problems[0] + more)
-    programs = build_programs(settings, bank)
-    from datetime import UTC, datetime
+    Errors (exit 1): invalid settings, placeholders left from .env.example, a missing secret for the mode,
+    a channel name where an ID is needed, a structural problem in the bank or drills.yaml. Warnings (exit 0):
+    the bank's style rules; --strict makes them errors. --slack also calls Slack.
+    """
+    from bot.checks import run_checks
 
-    categories = ", ".join(f"{c} {n}" for c, n in sorted(bank.categories.items()))
-    difficulties = ", ".join(f"{d} {bank.difficulties.get(d, 0)}" for d in ("easy", "medium", "hard"))
-    next_slot = settings.schedule.next_slot(datetime.now(UTC)).strftime("%a %Y-%m-%d %H:%M %Z")
-    where = (
-        f"{len(programs)} programs ({', '.join(f'{p.name} in {p.channel}' for p in programs)})"
-        if settings.drill_programs_file
-        else f"schedule '{settings.drill_schedule}' {settings.drill_timezone}, next slot {next_slot}"
-    )
-    click.echo(f"OK: {len(bank.questions)} questions ({categories}; {difficulties}); {where}")
+    report = run_checks(mode=mode, strict=strict, slack=ask_slack)
+    ctx.ensure_object(Context).settings = report.settings
+    secrets = _secrets(report.settings)
+    for finding in report.findings:
+        click.echo(f"{finding.level}: {mask(finding.message, secrets)}", err=True)
+    if report.errors:
+        for line in report.confirmed:
+            click.echo(mask(line, secrets))
+        sys.exit(1)
+    click.echo(report.summary())
+    for line in report.confirmed:
+        click.echo(mask(line, secrets))
 
 
-@main.command()
+@main.command(short_help="Show the streak leaderboard (JSON or a table).")
 @click.option("--format", "fmt", type=click.Choice(["json", "table"]), default="table", show_default=True)
 @click.option("--channel", default=None, help="Channel ID (default: DRILL_CHANNEL).")
 @click.pass_context
@@ -234,17 +278,38 @@ def leaderboard(ctx: click.Context, fmt: str, channel: str | None) -> None:
     Console().print(table if rows else "No answers yet.")
 
 
-@main.command()
+@main.command(short_help="List the question bank, optionally filtered.")
 @click.option("--category", "categories", multiple=True, help="Only this category (repeatable).")
 @click.option("--tag", "tags", multiple=True, help="Only questions with this tag (repeatable: all must match).")
 @click.option("--difficulty", type=click.Choice(["easy", "medium", "hard"]), default=None)
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "plain", "json"]),
+    default=None,
+    help="table on a terminal; plain (one tab-separated line per question) when piped or redirected.",
+)
 @click.pass_context
 def questions(ctx: click.Context, categories: tuple[str, ...], tags: tuple[str, ...], difficulty: str | None,
-              fmt: str) -> None:
-    """List the question bank, optionally filtered."""
+              fmt: str | None) -> None:
+    """List the question bank, optionally filtered.
+
+    Plain lines are id, category, difficulty, tags (comma-separated) and title, separated by tabs.
+    """
     settings = _settings(ctx)
     bank = load_bank(settings.questions_file)
+    unknown = []
+    bad_categories = sorted({c for c in categories if c.lower() not in bank.categories})
+    if bad_categories:
+        known = ", ".join(sorted(bank.categories))
+        unknown.append(f"unknown category {', '.join(map(repr, bad_categories))} (categories: {known})")
+    bad_tags = bank.unknown_terms(tags)
+    if bad_tags:
+        unknown.append(f"unknown tag {', '.join(map(repr, bad_tags))} (tags: {', '.join(sorted(bank.tags))})")
+    if unknown:
+        raise ConfigError("; ".join(unknown))
+    if fmt is None:
+        fmt = "table" if sys.stdout.isatty() else "plain"
     wanted = {c.lower() for c in categories}
     selected = [
         q
@@ -254,23 +319,28 @@ def questions(ctx: click.Context, categories: tuple[str, ...], tags: tuple[str, 
     if fmt == "json":
         click.echo(json.dumps([q.model_dump(mode="json") for q in selected], indent=2, ensure_ascii=False))
         return
+    if fmt == "plain":
+        for q in selected:
+            click.echo("\t".join((q.id, q.category, q.difficulty, ",".join(q.tags), q.title)))
+        return
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{len(selected)} of {len(bank.questions)} questions ({settings.questions_file})")
     for column in ("id", "category", "difficulty", "tags", "title"):
-        table.add_column(column, overflow="fold")
+        # An id is what people copy into `drillbot preview`: never wrapped; the title folds instead.
+        table.add_column(column, no_wrap=column in ("id", "difficulty"), overflow="fold")
     for q in selected:
         table.add_row(q.id, q.category, q.difficulty, ", ".join(q.tags), q.title)
     Console().print(table)
 
 
-@main.group()
+@main.group(short_help="Database schema commands.")
 def db() -> None:
     """Database schema commands."""
 
 
-@db.command("upgrade")
+@db.command("upgrade", short_help="Apply pending database migrations.")
 @click.pass_context
 def db_upgrade(ctx: click.Context) -> None:
     """Apply pending migrations (every command also does this on its own)."""
@@ -290,11 +360,16 @@ def db_upgrade(ctx: click.Context) -> None:
     click.echo(f"Database at revision {after}" + (" (unchanged)." if before == after else f" (was {before})."))
 
 
-@main.command()
+@main.command(short_help="Print Block Kit Builder links and JSON of the messages.")
 @click.argument("question_id", required=False)
+@click.option("--links", is_flag=True, help="Print only the three Block Kit Builder links, one per line.")
 @click.pass_context
-def preview(ctx: click.Context, question_id: str | None) -> None:
-    """Print the Block Kit JSON of the drill, reveal and Home tab (no Slack call)."""
+def preview(ctx: click.Context, question_id: str | None, links: bool) -> None:
+    """Show a drill, its reveal and the Home tab without calling Slack.
+
+    Prints one JSON object: the Block Kit Builder links first (open one to see the message), then the
+    Block Kit JSON of each. --links prints only the links.
+    """
     from datetime import UTC, datetime
     from urllib.parse import quote
 
@@ -320,21 +395,44 @@ def preview(ctx: click.Context, question_id: str | None) -> None:
     def builder(payload: dict[str, Any]) -> str:
         return "https://app.slack.com/block-kit-builder#" + quote(json.dumps(payload, separators=(",", ":")))
 
+    links_by_surface = {
+        "drill": builder({"blocks": drill["blocks"]}),
+        "reveal": builder({"blocks": reveal["blocks"]}),
+        "home": builder(home),
+    }
+    if links:
+        for surface, link in links_by_surface.items():
+            click.echo(f"{surface}: {link}")
+        return
     output = {
         "question_id": question.id,
+        "block_kit_builder": links_by_surface,
         "drill": drill,
         "reveal": reveal,
         "home": home,
-        "block_kit_builder": {
-            "drill": builder({"blocks": drill["blocks"]}),
-            "reveal": builder({"blocks": reveal["blocks"]}),
-            "home": builder(home),
-        },
     }
     click.echo(json.dumps(output, indent=2, ensure_ascii=False))
 
 
-@main.command()
+@main.command(short_help="Print the Slack app manifest for Socket Mode or your URL.")
+@click.option("--socket", "socket_mode", is_flag=True, help="Socket Mode: no public URL needed (as manifest.yaml).")
+@click.option(
+    "--url", default=None, metavar="https://HOST", help="HTTP mode: Slack sends requests to HOST/slack/events."
+)
+def manifest(socket_mode: bool, url: str | None) -> None:
+    """Print a complete Slack app manifest, ready to paste into "Create New App -> From a manifest".
+
+    --socket for Socket Mode (no public URL), or --url https://HOST for HTTP mode, where
+    https://HOST/slack/events is put in all three places Slack sends requests to.
+    """
+    from bot.manifest import render_manifest
+
+    if socket_mode == (url is not None):
+        raise ConfigError("choose one mode: --socket (no public URL) or --url https://HOST (HTTP mode)")
+    click.echo(render_manifest(url=url), nl=False)
+
+
+@main.command(short_help="Export drills, answers and streaks (JSON or CSV).")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="json", show_default=True)
 @click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, help="Only drills on or after DATE.")
 @click.option("--channel", default=None, help="Only this channel (default: every channel).")

@@ -137,9 +137,29 @@ def make_handler(stream: TextIO, secrets: Iterable[str] = (), fmt: str = "text")
     return handler
 
 
+class _MigrationChatter(logging.Filter):
+    """Alembic's "Context impl SQLiteImpl." / "Will assume ..." lines come with every schema check, even
+    when there is nothing to migrate: below INFO they belong (a real "Running upgrade" line stays)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(("Context impl", "Will assume"))
+
+
+_CHATTER = _MigrationChatter()
+
+
 def configure_logging(level: int, secrets: Iterable[str] = (), fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [make_handler(sys.stderr, secrets, fmt)]
     root.setLevel(level)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("cheroot").setLevel(logging.WARNING)
+    migration = logging.getLogger("alembic.runtime.migration")
+    migration.removeFilter(_CHATTER)
+    if level > logging.DEBUG:
+        migration.addFilter(_CHATTER)
+    # slack-sdk logs each failed request (ERROR) and each retry (INFO) itself; drillbot's retry handlers log
+    # every retry with its cause, and the final failure reaches drillbot's code, which logs it once with
+    # its context. Only -v (DEBUG) shows the SDK's own lines.
+    sdk_level = logging.CRITICAL if level > logging.DEBUG else logging.NOTSET
+    logging.getLogger("slack_sdk.web.base_client").setLevel(sdk_level)

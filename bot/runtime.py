@@ -53,6 +53,8 @@ class Runtime:
     service: DrillService
     # This runtime's Prometheus metrics (its own registry); None: nothing is measured.
     metrics: Metrics | None = None
+    # auth.test's answer (team, team_id, user, user_id, ...) when the token was verified at build time.
+    identity: dict[str, Any] | None = None
 
 
 def build_runtime(
@@ -64,16 +66,17 @@ def build_runtime(
     metrics: bool = True,
 ) -> Runtime:
     bank = load_bank(settings.questions_file) if load_questions else QuestionBank(questions=())
-    db = Database(settings.database_url)
-    db.upgrade(bank=bank if load_questions else None)
+    db = Database(settings.database_url)  # an engine only: nothing is opened or created yet
     measured = Metrics(db=db, clock=clock) if metrics else None
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     client = make_client(token=token, base_url=settings.slack_api_url, metrics=measured)
     gateway = SlackGateway(client, metrics=measured)
-    if verify_token:
-        gateway.verify_auth()
+    # The token first: a wrong token or no network is the real problem, and must not hide behind (or
+    # leave behind) a freshly migrated database.
+    identity = gateway.verify_auth() if verify_token else None
+    db.upgrade(bank=bank if load_questions else None)
     service = DrillService(settings=settings, bank=bank, db=db, slack=gateway, clock=clock, metrics=measured)
-    return Runtime(settings, bank, db, client, service, measured)
+    return Runtime(settings, bank, db, client, service, measured, identity)
 
 
 @dataclass

@@ -6,6 +6,7 @@ Settings come from the environment or a `.env` file in the working directory. Th
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
@@ -16,7 +17,17 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from bot.domain.schedule import Schedule, parse_crontab, parse_timezone, parse_window
 from bot.errors import ConfigError
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["EXAMPLE_VALUES", "Settings", "inspect_settings", "load_settings", "looks_like_channel_id"]
+
+# The values `.env.example` ships with: left unchanged they are placeholders, never real settings (a test
+# keeps this table equal to the file).
+EXAMPLE_VALUES: dict[str, str] = {
+    "slack_bot_token": "xoxb-your-bot-token",
+    "slack_signing_secret": "your-signing-secret",
+    "slack_app_token": "xapp-your-app-token",
+    "drill_channel": "C0123456789",
+}
+_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 
 
 class Settings(BaseSettings):
@@ -131,10 +142,32 @@ class Settings(BaseSettings):
         )
 
     def require(self, *names: str) -> None:
-        """Raise ConfigError naming the first of `names` (field names) that is not set."""
+        """Raise ConfigError naming the first of `names` (field names) that is not set or still a placeholder."""
         for name in names:
-            if getattr(self, name) is None:
-                raise ConfigError(f"{name.upper()} is not set; {_HINTS.get(name, 'set it in the environment or .env')}")
+            problem = self.missing(name)
+            if problem:
+                raise ConfigError(problem)
+
+    def missing(self, name: str) -> str | None:
+        """Why setting `name` (a field name) cannot be used: unset, or left at the `.env.example` value."""
+        value = getattr(self, name)
+        hint = _HINTS.get(name, "set it in the environment or .env")
+        if value is None:
+            return f"{name.upper()} is not set; {hint}"
+        text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        if name in EXAMPLE_VALUES and text == EXAMPLE_VALUES[name]:
+            return f"{name.upper()} is still the placeholder from .env.example; {hint}"
+        return None
+
+    @property
+    def mode(self) -> Literal["http", "socket"]:
+        """How `drillbot run` connects when no flag says: Socket Mode when SLACK_APP_TOKEN is set, else HTTP."""
+        return "socket" if self.slack_app_token is not None else "http"
+
+
+def looks_like_channel_id(value: str) -> bool:
+    """C0123ABCD (public), G... (private, older), D... (DM): an ID, not a channel name like #drills."""
+    return bool(_CHANNEL_ID.match(value))
 
 
 _HINTS = {
@@ -143,6 +176,16 @@ _HINTS = {
     "slack_app_token": "create an app-level token (xapp-...) with connections:write for Socket Mode",
     "drill_channel": "set it to the channel ID (C0123...) where the daily drill is posted",
 }
+CHANNEL_ID_HINT = (
+    "in Slack, open the channel, click its name at the top, and copy the Channel ID (C0123...) at the bottom "
+    "of the About tab"
+)
+
+
+def _describe(error: Any) -> str:
+    field = str(error["loc"][0]).upper() if error["loc"] else "settings"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{field}: {message}"
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -150,7 +193,24 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        field = str(error["loc"][0]).upper() if error["loc"] else "settings"
-        message = str(error["msg"]).removeprefix("Value error, ")
-        raise ConfigError(f"{field}: {message}") from None
+        raise ConfigError(_describe(exc.errors()[0])) from None
+
+
+def inspect_settings(**overrides: Any) -> tuple[Settings, list[str]]:
+    """Settings plus every invalid value, one line each; each invalid value is replaced by its default so
+    the rest (the question bank, the programs) can still be checked in the same run."""
+    try:
+        return Settings(**overrides), []
+    except ValidationError as exc:
+        errors = exc.errors()
+    problems = [_describe(error) for error in errors]
+    fields = Settings.model_fields
+    defaults = {
+        str(e["loc"][0]): fields[str(e["loc"][0])].get_default(call_default_factory=True)
+        for e in errors
+        if e["loc"] and str(e["loc"][0]) in fields
+    }
+    try:
+        return Settings(**{**overrides, **defaults}), problems
+    except ValidationError:
+        raise ConfigError(problems[0]) from None

@@ -16,8 +16,12 @@ method and reason.
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
 from collections.abc import Iterator, Mapping
 from typing import Any
+from urllib.error import URLError
+from urllib.parse import urlsplit
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -32,9 +36,19 @@ from bot.drills.port import DRILL_EVENT, REVEAL_EVENT, SEALED_EVENT, Marked
 from bot.errors import SlackSetupError
 from bot.metrics import Metrics, slack_outcome
 
-__all__ = ["DRILL_EVENT", "REVEAL_EVENT", "SEALED_EVENT", "SlackGateway", "make_client"]
+__all__ = [
+    "DEFAULT_API_URL",
+    "DRILL_EVENT",
+    "REVEAL_EVENT",
+    "SEALED_EVENT",
+    "SlackGateway",
+    "connection_problem",
+    "make_client",
+]
 
 log = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://slack.com/api/"
 RATE_LIMIT_RETRIES = 20
 CONNECTION_RETRIES = 3
 HTTP_TIMEOUT_SECONDS = 15
@@ -49,6 +63,32 @@ _FIXES = {
     "is_archived": "the drill channel is archived: unarchive it or change DRILL_CHANNEL",
     "missing_scope": "the app lacks a scope: reinstall it from manifest.yaml",
 }
+
+
+def connection_problem(exc: BaseException, url: str) -> str:
+    """Why a request to `url` never got an answer, in words: DNS, refused, TLS, timeout (never a secret)."""
+    reason: BaseException | str | None = exc.reason if isinstance(exc, URLError) else exc
+    parts = urlsplit(url)
+    host = parts.hostname or url
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    if isinstance(reason, socket.gaierror):
+        return f"DNS lookup of {host} failed (no network, or a typo in the host name)"
+    if isinstance(reason, ConnectionRefusedError):
+        return f"connection refused by {host}:{port} (nothing listens there)"
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        detail = getattr(reason, "verify_message", None) or "certificate verify failed"
+        return f"TLS certificate of {host} not trusted ({detail}; a proxy intercepting HTTPS?)"
+    if isinstance(reason, ssl.SSLError):
+        detail = getattr(reason, "reason", None) or reason.__class__.__name__
+        return f"TLS handshake with {host} failed ({detail})"
+    if isinstance(reason, (TimeoutError, socket.timeout)):
+        return f"no answer from {host} within {HTTP_TIMEOUT_SECONDS} s (timeout)"
+    if isinstance(reason, ConnectionResetError):
+        return f"connection to {host}:{port} reset"
+    if isinstance(reason, OSError) and reason.strerror:
+        return f"{reason.strerror} ({host}:{port})"
+    name = reason if isinstance(reason, str) else reason.__class__.__name__ if reason is not None else "unknown"
+    return f"{name} ({host}:{port})"
 
 
 def _api_method(url: str) -> str:
@@ -77,7 +117,10 @@ class _Counted(RetryHandler):
         heartbeat.beat()  # the wait that follows may be long: the step holding a claim renews its lease
         if self.metrics is not None:
             self.metrics.slack_retry(method, self.reason)
-        log.info("retrying %s (%s)", method, self.reason)
+        if error is not None:
+            log.info("retrying %s (%s: %s)", method, self.reason, connection_problem(error, request.url))
+        else:
+            log.info("retrying %s (%s)", method, self.reason)
         super().prepare_for_next_attempt(state=state, request=request, response=response, error=error)
 
 
@@ -89,10 +132,14 @@ class _CountedRateLimitRetry(_Counted, RateLimitErrorRetryHandler):
     reason = "rate_limited"
 
 
-def make_client(*, token: str | None, base_url: str, metrics: Metrics | None = None) -> WebClient:
+def make_client(
+    *, token: str | None, base_url: str, metrics: Metrics | None = None, connection_retries: int = CONNECTION_RETRIES
+) -> WebClient:
+    """A WebClient with drillbot's retry handlers; `connection_retries=0` answers a connection failure at once
+    (`drillbot check --slack`: a person is waiting for the verdict)."""
     client = WebClient(token=token, base_url=base_url, timeout=HTTP_TIMEOUT_SECONDS)
     client.retry_handlers = [
-        _CountedConnectionRetry(metrics=metrics, max_retry_count=CONNECTION_RETRIES),
+        *([_CountedConnectionRetry(metrics=metrics, max_retry_count=connection_retries)] if connection_retries else []),
         _CountedRateLimitRetry(metrics=metrics, max_retry_count=RATE_LIMIT_RETRIES),
     ]
     return client
@@ -124,14 +171,26 @@ class SlackGateway:
         return str(response["ts"])
 
     def verify_auth(self) -> dict[str, Any]:
-        """auth.test: fail fast, with the fix, when the token is wrong."""
+        """auth.test: fail fast, with the fix, when the token is wrong or Slack cannot be reached."""
         try:
             return dict(self._call("auth_test").data)
         except SlackApiError as exc:
             error = exc.response.get("error", "unknown") if exc.response is not None else "unknown"
             raise SlackSetupError(f"Slack refused SLACK_BOT_TOKEN (auth.test: {error})") from None
         except OSError as exc:
-            raise SlackSetupError(f"cannot reach Slack at SLACK_API_URL ({exc.__class__.__name__})") from None
+            base = self.client.base_url
+            where = f"{base}auth.test" + ("" if base == DEFAULT_API_URL else " (SLACK_API_URL)")
+            raise SlackSetupError(f"cannot reach Slack at {where}: {connection_problem(exc, base)}") from None
+
+    def channel_access(self, channel: str) -> str | None:
+        """None when the bot can read `channel` (so it is a member); else Slack's error code, e.g.
+        `not_in_channel` (public channel, bot not invited) or `channel_not_found` (wrong ID, or a private
+        channel the bot is not in). One cheap call: conversations.history with limit=1."""
+        try:
+            self.client.conversations_history(channel=channel, limit=1)
+        except SlackApiError as exc:
+            return str(exc.response.get("error", "unknown")) if exc.response is not None else "unknown"
+        return None
 
     def update(self, channel: str, ts: str, message: Mapping[str, Any]) -> None:
         self._call("chat_update", channel=channel, ts=ts, **message)

@@ -45,6 +45,7 @@ def cli_env(fake_slack: FakeSlack, tmp_path: Path) -> Env:
     env.update(
         SLACK_API_URL=fake_slack.url,
         SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
         DRILL_CHANNEL=CHANNEL,
         DRILL_SCHEDULE=NEVER,
         DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}",
@@ -87,6 +88,17 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, f"expected one line on stderr, got: {result.stderr!r}"
     return lines[0]
+
+
+def check_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The one error line of a failed `drillbot check` (warnings may come with it, one line each)."""
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert all(line.startswith(("error: ", "warning: ")) for line in lines), result.stderr
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1, f"expected one error line, got: {result.stderr!r}"
+    return errors[0]
 
 
 def free_port() -> int:
@@ -254,7 +266,7 @@ def test_check_rejects_a_duplicate_question_id(cli_env, tmp_path):
             {"id": "dup-question", **GOOD_QUESTION, "title": "Third?"},
         ],
     )
-    line = one_error_line(cli(cli_env, tmp_path, "check", QUESTIONS_FILE=str(bank)))
+    line = check_error(cli(cli_env, tmp_path, "check", QUESTIONS_FILE=str(bank)))
     assert "dup-question" in line
     assert "duplicate" in line.lower()
 
@@ -263,7 +275,7 @@ def test_check_rejects_a_question_missing_a_field(cli_env, tmp_path):
     incomplete = {"id": "no-guidance-here", **GOOD_QUESTION}
     del incomplete["guidance"]
     bank = write_bank(tmp_path / "missing.yaml", [{"id": "fine-question", **GOOD_QUESTION}, incomplete])
-    line = one_error_line(cli(cli_env, tmp_path, "check", QUESTIONS_FILE=str(bank)))
+    line = check_error(cli(cli_env, tmp_path, "check", QUESTIONS_FILE=str(bank)))
     assert "no-guidance-here" in line
     assert "guidance" in line.replace("no-guidance-here", "")
 
@@ -274,7 +286,7 @@ def test_check_rejects_invalid_yaml_naming_file_and_line(cli_env, tmp_path):
         'questions:\n  - id: broken-one\n    title: "an unclosed quote\n    category: caching\n  - id: [unbalanced\n',
         encoding="utf-8",
     )
-    line = one_error_line(cli(cli_env, tmp_path, "check", QUESTIONS_FILE=str(bank)))
+    line = check_error(cli(cli_env, tmp_path, "check", QUESTIONS_FILE=str(bank)))
     assert "broken.yaml" in line
     with pytest.raises(yaml.MarkedYAMLError) as raised:
         yaml.safe_load(bank.read_text(encoding="utf-8"))
@@ -284,7 +296,7 @@ def test_check_rejects_invalid_yaml_naming_file_and_line(cli_env, tmp_path):
 
 
 def test_check_requires_the_bot_token(cli_env, tmp_path):
-    line = one_error_line(cli(cli_env, tmp_path, "check", SLACK_BOT_TOKEN=None))
+    line = check_error(cli(cli_env, tmp_path, "check", SLACK_BOT_TOKEN=None))
     assert "SLACK_BOT_TOKEN" in line
 
 
@@ -299,13 +311,13 @@ def test_check_requires_the_bot_token(cli_env, tmp_path):
     ],
 )
 def test_check_rejects_an_invalid_setting(cli_env, tmp_path, variable, value):
-    line = one_error_line(cli(cli_env, tmp_path, "check", **{variable: value}))
+    line = check_error(cli(cli_env, tmp_path, "check", **{variable: value}))
     assert variable in line
     assert line.startswith("error:")
 
 
 def test_check_accepts_the_shipped_bank(cli_env, tmp_path):
-    result = cli(cli_env, tmp_path, "check", QUESTIONS_FILE=str(SHIPPED_BANK))
+    result = cli(cli_env, tmp_path, "check", "--strict", QUESTIONS_FILE=str(SHIPPED_BANK))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1, result.stdout
@@ -334,6 +346,31 @@ def test_token_is_not_shown_when_slack_refuses_it(cli_env, tmp_path, fake_slack,
     assert "SLACK_BOT_TOKEN" in result.stderr
 
 
+def test_run_with_the_example_token_stops_at_once_naming_it_before_touching_anything(cli_env, tmp_path, fake_slack):
+    (tmp_path / ".env").write_text(Path(__file__).resolve().parent.parent.joinpath(".env.example").read_text())
+    env = {k: v for k, v in cli_env.items() if not k.startswith("SLACK_") and k != "DATABASE_URL"}
+    result = cli(env, tmp_path, "run", "--http", "--port", "0", SLACK_API_URL=fake_slack.url)
+    line = one_error_line(result)
+    assert line.startswith("error: SLACK_BOT_TOKEN is still the placeholder from .env.example")
+    assert fake_slack.calls == []
+    assert not (tmp_path / "drills.db").exists()
+
+
+def test_run_that_cannot_reach_slack_names_the_url_and_cause_before_touching_the_database(cli_env, tmp_path):
+    closed = f"http://127.0.0.1:{free_port()}/api/"
+    result = cli(cli_env, tmp_path, "run", "--http", "--host", "127.0.0.1", "--port", "0", SLACK_API_URL=closed)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1] == (
+        f"error: cannot reach Slack at {closed}auth.test (SLACK_API_URL): connection refused by "
+        f"127.0.0.1:{closed.split(':')[2].split('/')[0]} (nothing listens there)"
+    )
+    assert all("retrying auth.test (connection: connection refused" in line for line in lines[:-1]), lines
+    assert len(lines) <= 4
+    assert "alembic" not in result.stderr and "slack_sdk" not in result.stderr
+    assert not Path(cli_env["DATABASE_URL"].removeprefix("sqlite:///")).exists(), "the database was touched"
+
+
 # -- run --------------------------------------------------------------------------------------------
 
 
@@ -354,6 +391,8 @@ def wait_healthy(port: int, process: subprocess.Popen[bytes], timeout: float = 2
 def test_run_serves_health_reveals_a_drill_posted_elsewhere_and_stops_on_sigterm(cli_env, tmp_path, fake_slack):
     port = free_port()
     env = dict(cli_env, SLACK_SIGNING_SECRET=SIGNING_SECRET, DRILL_ANSWER_WINDOW="2s", DRILL_TICK_SECONDS="0.2")
+    upgraded = cli(env, tmp_path, "db", "upgrade")  # so the start below finds nothing to migrate
+    assert upgraded.returncode == 0, upgraded.stderr
     out, err = tmp_path / "run.out", tmp_path / "run.err"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         process = subprocess.Popen(
@@ -385,5 +424,14 @@ def test_run_serves_health_reveals_a_drill_posted_elsewhere_and_stops_on_sigterm
     logs = out.read_text() + err.read_text()
     assert_no_token(logs)
     assert "Traceback" not in logs
+    # A successful start says what runs, in a few lines; a schema check with nothing to migrate says nothing.
+    assert "alembic" not in logs
+    assert f"serving HTTP on 127.0.0.1:{port}" in logs
+    assert "Slack workspace Fake Workspace (T0FAKE), bot user @drillbot (UBOTDRILL)" in logs
+    assert f"drill channel {CHANNEL}: schedule '{NEVER}' UTC, next drill " in logs
+    assert f"database sqlite:///{tmp_path / 'x.db'}" in logs
+    lines = logs.splitlines()
+    database = next(i for i, line in enumerate(lines) if "INFO bot: database " in line)
+    assert database == 3, lines[: database + 1]  # mode, workspace and bot user, the channel, the database
     assert len(fake_slack.posts(thread=True)) == 1, "revealed exactly once"
     assert len(fake_slack.posts(thread=False)) == 1, "the running bot did not post a drill of its own"

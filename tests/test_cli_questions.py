@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.test_cli import SHIPPED_BANK, cli, cli_env, one_error_line  # noqa: F401 - fixture re-export
+from tests.test_cli import SHIPPED_BANK, check_error, cli, cli_env  # noqa: F401 - fixture re-export
 
 
 def test_questions_json_filters_by_category_difficulty_and_tag(cli_env, tmp_path):
@@ -52,24 +52,36 @@ def _write_bank(path: Path, **changes: object) -> Path:
     return path
 
 
-def test_check_rejects_short_guidance_naming_question(cli_env, tmp_path):
+def style_warning(env: dict[str, str], cwd: Path) -> str:
+    """A style rule is a warning (exit 0, the OK line printed), and an error under --strict."""
+    result = cli(env, cwd, "check")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("OK: ")
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: "), result.stderr
+    strict = check_error(cli(env, cwd, "check", "--strict"))
+    assert strict.removeprefix("error: ") == lines[0].removeprefix("warning: ")
+    return lines[0]
+
+
+def test_check_warns_of_short_guidance_naming_question(cli_env, tmp_path):
     bank = _write_bank(tmp_path / "bank.yaml", guidance="Too short to help anyone.")
-    line = one_error_line(cli(dict(cli_env, QUESTIONS_FILE=str(bank)), tmp_path, "check"))
+    line = style_warning(dict(cli_env, QUESTIONS_FILE=str(bank)), tmp_path)
     assert "design-millions-concurrent-users" in line and "guidance" in line and "60-200" in line
 
 
-def test_check_rejects_tag_outside_vocabulary(cli_env, tmp_path):
+def test_check_warns_of_tag_outside_vocabulary(cli_env, tmp_path):
     bank = _write_bank(tmp_path / "bank.yaml", tags=["scalability", "blockchain"])
-    line = one_error_line(cli(dict(cli_env, QUESTIONS_FILE=str(bank)), tmp_path, "check"))
+    line = style_warning(dict(cli_env, QUESTIONS_FILE=str(bank)), tmp_path)
     assert "'blockchain'" in line and "vocabulary" in line
 
 
-def test_check_rejects_duplicate_title(cli_env, tmp_path):
+def test_check_warns_of_duplicate_title(cli_env, tmp_path):
     data = yaml.safe_load(SHIPPED_BANK.read_text())
     data["questions"][1]["title"] = data["questions"][0]["title"].upper()
     bank = tmp_path / "bank.yaml"
     bank.write_text(yaml.safe_dump(data, sort_keys=False))
-    line = one_error_line(cli(dict(cli_env, QUESTIONS_FILE=str(bank)), tmp_path, "check"))
+    line = style_warning(dict(cli_env, QUESTIONS_FILE=str(bank)), tmp_path)
     assert "duplicate title" in line
 
 
@@ -82,6 +94,6 @@ def test_team_questions_in_a_second_file_are_merged_and_clashes_named(cli_env, t
     assert "our-own-question" in {r["id"] for r in rows}
 
     team.write_text(yaml.safe_dump({"questions": [question]}))
-    line = one_error_line(cli(env, tmp_path, "check"))
+    line = check_error(cli(env, tmp_path, "check"))
     assert "duplicate question id 'design-millions-concurrent-users'" in line
     assert "team.yaml" in line and "questions.yaml" in line

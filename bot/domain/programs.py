@@ -30,7 +30,7 @@ from bot.domain.questions import DIFFICULTIES, QuestionBank
 from bot.domain.schedule import Schedule, parse_crontab, parse_timezone, parse_window
 from bot.errors import ConfigError
 
-__all__ = ["Program", "load_programs", "single_program"]
+__all__ = ["Program", "inspect_programs", "load_programs", "single_program"]
 
 
 @dataclass(frozen=True)
@@ -96,38 +96,71 @@ def load_programs(
     default_window: timedelta,
     skip_dates: frozenset[date],
 ) -> list[Program]:
-    """Read and validate drills.yaml; every problem is one line naming the file and the program."""
+    """Read and validate drills.yaml; the first problem is a ConfigError naming the file and the program."""
+    programs, problems = inspect_programs(
+        path,
+        bank=bank,
+        default_schedule=default_schedule,
+        default_timezone=default_timezone,
+        default_window=default_window,
+        skip_dates=skip_dates,
+    )
+    if problems:
+        raise ConfigError(problems[0])
+    return programs
+
+
+def inspect_programs(
+    path: str,
+    *,
+    bank: QuestionBank,
+    default_schedule: str,
+    default_timezone: str,
+    default_window: timedelta,
+    skip_dates: frozenset[date],
+) -> tuple[list[Program], list[str]]:
+    """The valid programs of drills.yaml and every problem found, one line each naming file and program."""
     source = Path(path)
     try:
         data = yaml.safe_load(source.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"DRILL_PROGRAMS_FILE: {path} not found") from None
+        return [], [f"DRILL_PROGRAMS_FILE: {path} not found"]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{line}: invalid YAML ({exc.problem})") from None
+        return [], [f"{path}{line}: invalid YAML ({exc.problem})"]
     except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read the file ({exc.__class__.__name__})") from None
+        return [], [f"{path}: cannot read the file ({exc.__class__.__name__})"]
     if not isinstance(data, dict) or not isinstance(data.get("programs"), list) or not data["programs"]:
-        raise ConfigError(f"{path}: expected a top-level 'programs:' list with at least one program")
+        return [], [f"{path}: expected a top-level 'programs:' list with at least one program"]
     programs: list[Program] = []
+    problems: list[str] = []
     channels: dict[str, str] = {}
     for index, raw in enumerate(data["programs"], start=1):
         label = f"program {raw.get('name')!r}" if isinstance(raw, dict) and raw.get("name") else f"program #{index}"
         try:
             spec = _ProgramSpec.model_validate(raw)
         except ValidationError as exc:
-            error = exc.errors()[0]
-            field = ".".join(str(p) for p in error["loc"]) or "program"
-            message = "is required" if error["type"] == "missing" else str(error["msg"]).removeprefix("Value error, ")
-            raise ConfigError(f"{path}: {label}: {field} {message}") from None
+            for error in exc.errors():
+                field = ".".join(str(p) for p in error["loc"]) or "program"
+                message = str(error["msg"]).removeprefix("Value error, ")
+                if error["type"] == "missing":
+                    message = "is required"
+                problems.append(f"{path}: {label}: {field} {message}")
+            continue
         if spec.channel in channels:
-            raise ConfigError(
+            problems.append(
                 f"{path}: {label}: duplicate channel {spec.channel} (also used by program {channels[spec.channel]!r})"
             )
+            continue
         channels[spec.channel] = spec.name
-        _check_known(path, label, "category", spec.categories, set(bank.categories))
-        _check_known(path, label, "difficulty", spec.difficulties, set(DIFFICULTIES))
+        unknown = [
+            *_unknown(path, label, "category", spec.categories, set(bank.categories)),
+            *_unknown(path, label, "difficulty", spec.difficulties, set(DIFFICULTIES)),
+        ]
+        if unknown:
+            problems.extend(unknown)
+            continue
         schedule = Schedule(
             crontab=spec.schedule or default_schedule,
             tz=parse_timezone(spec.timezone or default_timezone),
@@ -143,13 +176,13 @@ def load_programs(
             difficulties=frozenset(d.lower() for d in spec.difficulties),
         )
         if not program.question_ids(bank):
-            raise ConfigError(f"{path}: {label}: no question in the bank matches its categories and difficulties")
+            problems.append(f"{path}: {label}: no question in the bank matches its categories and difficulties")
+            continue
         programs.append(program)
-    return programs
+    return programs, problems
 
 
-def _check_known(path: str, label: str, kind: str, values: Iterable[str], known: set[str]) -> None:
-    for value in values:
-        if value.lower() not in known:
-            choices = ", ".join(sorted(known))
-            raise ConfigError(f"{path}: {label}: unknown {kind} {value!r} (known: {choices})")
+def _unknown(path: str, label: str, kind: str, values: Iterable[str], known: set[str]) -> list[str]:
+    choices = ", ".join(sorted(known))
+    unknown = [value for value in values if value.lower() not in known]
+    return [f"{path}: {label}: unknown {kind} {value!r} (known: {choices})" for value in unknown]

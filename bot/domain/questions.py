@@ -3,8 +3,9 @@
 A bank is one or more YAML files, each with a top-level `questions:` list and an optional `tags:`
 vocabulary. QUESTIONS_FILE names a file, a folder (every *.yaml / *.yml in it, sorted by name) or several
 of either separated by commas; the files are merged, and an id defined twice is an error that names both
-places. Structure is enforced at load (`Question`); the editorial rules (lengths, tag vocabulary, duplicate
-titles) are reported by `lint()`, which `drillbot check` runs.
+places. Structure is enforced at load (`Question`; `inspect_bank()` reports every structural problem instead
+of the first); the editorial rules (lengths, tag vocabulary, duplicate titles) are reported by `lint()`,
+which `drillbot check` prints as warnings.
 """
 
 from __future__ import annotations
@@ -23,7 +24,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bot.errors import QuestionBankError
 
-__all__ = ["Question", "QuestionBank", "lint", "load_bank", "orphaned_ids", "replaces_problems"]
+__all__ = [
+    "Question",
+    "QuestionBank",
+    "inspect_bank",
+    "lint",
+    "load_bank",
+    "orphaned_ids",
+    "replaces_problems",
+]
 
 Difficulty = Literal["easy", "medium", "hard"]
 DIFFICULTIES: tuple[str, ...] = ("easy", "medium", "hard")
@@ -170,81 +179,109 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _con
 
 def bank_files(spec: str) -> list[Path]:
     """Expand QUESTIONS_FILE (a file, a folder, or several separated by commas) into files."""
+    problems: list[str] = []
+    files = _expand(spec, problems)
+    if problems:
+        raise QuestionBankError(problems[0])
+    return files
+
+
+def _expand(spec: str, problems: list[str]) -> list[Path]:
     files: list[Path] = []
-    for part in (p.strip() for p in spec.split(",")):
-        if not part:
-            continue
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    for part in parts:
         path = Path(part)
         if path.is_dir():
             found = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
             if not found:
-                raise QuestionBankError(f"{path}: folder has no .yaml or .yml files")
+                problems.append(f"{path}: folder has no .yaml or .yml files")
             files.extend(found)
         elif path.is_file():
             files.append(path)
         else:
-            raise QuestionBankError(f"{path}: question bank file not found (QUESTIONS_FILE)")
-    if not files:
-        raise QuestionBankError("QUESTIONS_FILE is empty; point it at questions.yaml")
+            problems.append(f"{path}: question bank file not found (QUESTIONS_FILE)")
+    if not parts:
+        problems.append("QUESTIONS_FILE is empty; point it at questions.yaml")
     return files
 
 
 def load_bank(spec: str) -> QuestionBank:
+    """The bank of QUESTIONS_FILE; the first structural problem is a QuestionBankError naming file and line."""
+    bank, problems = inspect_bank(spec)
+    if problems:
+        raise QuestionBankError(problems[0])
+    assert bank is not None
+    return bank
+
+
+def inspect_bank(spec: str) -> tuple[QuestionBank | None, list[str]]:
+    """Every structural problem of the bank, one line each (file:line, question, field), in file order,
+    plus a bank of the questions that are valid (None when there are none), so `drillbot check` can report
+    all of them in one run and still lint the rest."""
+    problems: list[str] = []
     questions: list[Question] = []
     vocabulary: set[str] = set()
     sources: dict[str, str] = {}
-    for path in bank_files(spec):
-        file_questions, file_vocab = _load_file(path)
+    for path in _expand(spec, problems):
+        file_questions, file_vocab = _load_file(path, problems)
         for question, where in file_questions:
             if question.id in sources:
-                raise QuestionBankError(
+                problems.append(
                     f"{where}: duplicate question id {question.id!r} (first defined at {sources[question.id]})"
                 )
+                continue
             sources[question.id] = where
             questions.append(question)
         vocabulary |= file_vocab
     if not questions:
-        raise QuestionBankError(f"{spec}: the question bank has no questions")
-    return QuestionBank(tuple(questions), frozenset(vocabulary), sources)
+        if not problems:
+            problems.append(f"{spec}: the question bank has no questions")
+        return None, problems
+    bank = QuestionBank(tuple(questions), frozenset(vocabulary), sources)
+    return bank, problems + replaces_problems(bank)
 
 
-def _load_file(path: Path) -> tuple[list[tuple[Question, str]], set[str]]:
+def _load_file(path: Path, problems: list[str]) -> tuple[list[tuple[Question, str]], set[str]]:
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""
-        raise QuestionBankError(f"{path}{line}: invalid YAML ({exc.problem or exc.context})") from None
+        problems.append(f"{path}{line}: invalid YAML ({exc.problem or exc.context})")
+        return [], set()
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise QuestionBankError(f"{path}: cannot read the file ({exc.__class__.__name__})") from None
+        problems.append(f"{path}: cannot read the file ({exc.__class__.__name__})")
+        return [], set()
     if not isinstance(data, dict) or not isinstance(data.get("questions"), list):
-        raise QuestionBankError(f"{path}: expected a top-level 'questions:' list")
+        problems.append(f"{path}: expected a top-level 'questions:' list")
+        return [], set()
     vocab_raw = data.get("tags", [])
     if not isinstance(vocab_raw, list) or not all(isinstance(t, str) for t in vocab_raw):
-        raise QuestionBankError(f"{path}: 'tags:' must be a list of tag names")
+        problems.append(f"{path}: 'tags:' must be a list of tag names")
+        vocab_raw = []
     loaded: list[tuple[Question, str]] = []
     seen: dict[str, int] = {}
     for index, item in enumerate(data["questions"], start=1):
         if not isinstance(item, dict):
-            raise QuestionBankError(f"{path}: question #{index} is not a mapping of fields")
+            problems.append(f"{path}: question #{index} is not a mapping of fields")
+            continue
         line = item.pop("__line__", 0)
         where = f"{path}:{line}"
         label = f"question {item['id']!r}" if isinstance(item.get("id"), str) else f"question #{index}"
         if isinstance(item.get("id"), str) and item["id"] in seen:
-            raise QuestionBankError(
-                f"{where}: duplicate question id {item['id']!r} (first defined at line {seen[item['id']]})"
-            )
+            problems.append(f"{where}: duplicate question id {item['id']!r} (first defined at line {seen[item['id']]})")
+            continue
         try:
             question = Question.model_validate(item)
         except ValidationError as exc:
-            raise QuestionBankError(f"{where}: {label}: {_describe(exc)}") from None
+            problems.extend(f"{where}: {label}: {_describe(error)}" for error in exc.errors())
+            continue
         seen[question.id] = line
         loaded.append((question, where))
     return loaded, {t.lower() for t in vocab_raw}
 
 
-def _describe(exc: ValidationError) -> str:
-    error = exc.errors()[0]
+def _describe(error: Any) -> str:
     field_name = ".".join(str(p) for p in error["loc"]) or "question"
     if error["type"] == "missing":
         return f"missing required field {field_name!r}"

@@ -85,9 +85,13 @@ class Schedule:
         slot: datetime = croniter(self.crontab, local).get_prev(datetime)
         return slot
 
+    def skips(self, now: datetime) -> bool:
+        """Whether `now`'s local day is a skip date (a holiday): no drill is posted on it."""
+        return self.local_date(now) in self.skip_dates
+
     def is_due(self, now: datetime) -> bool:
         """Whether today's drill should be posted now (assuming none has been posted today)."""
-        if self.local_date(now) in self.skip_dates:
+        if self.skips(now):
             return False
         slot = self.last_slot(now)
         same_day = slot.astimezone(self.tz).date() == self.local_date(now)
@@ -97,6 +101,15 @@ class Schedule:
 
     def next_slot(self, now: datetime) -> datetime:
         return self._next_after(now)
+
+    def next_drill(self, now: datetime) -> datetime | None:
+        """The next slot after `now` that is not on a skip date (None if skip dates cover the next 1000)."""
+        slot = self._next_after(now)
+        for _ in range(1000):
+            if slot.astimezone(self.tz).date() not in self.skip_dates:
+                return slot
+            slot = self._next_after(slot)
+        return None
 
     def _next_after(self, moment: datetime) -> datetime:
         slot: datetime = croniter(self.crontab, moment.astimezone(self.tz)).get_next(datetime)

@@ -3,7 +3,9 @@
 It keeps channel messages (with metadata) so `conversations.history` / `conversations.replies` answer
 like Slack, serves `response_url` posts under /response/..., and can be scripted to fail: a status with
 headers (429 + Retry-After, 500), an error body (`invalid_auth`), a delay, or "act then fail" (the
-message is stored but the reply is a 500: the uncertain case).
+message is stored but the reply is a 500: the uncertain case). Channel membership can be scripted too:
+a channel in `not_in_channel` answers reads as a public channel the bot was not invited to, one in
+`unknown_channels` as a wrong ID (or a private channel the bot is not in). Both are empty by default.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from urllib.parse import parse_qs, urlparse
 
 BOT_USER_ID = "UBOTDRILL"
 BOT_ID = "BBOTDRILL"
+TEAM_ID = "T0FAKE"
+TEAM_NAME = "Fake Workspace"
 
 
 @dataclass
@@ -48,6 +52,8 @@ class FakeSlack:
         self.failures: dict[str, list[Failure]] = defaultdict(list)
         self.delays: dict[str, float] = {}
         self.invalid_tokens: set[str] = set()
+        self.not_in_channel: set[str] = set()
+        self.unknown_channels: set[str] = set()
         self.lock = threading.Lock()
         self._ts = 1_700_000_000.000100
         fake = self
@@ -181,7 +187,15 @@ class FakeSlack:
         if token in self.invalid_tokens:
             return 200, {"ok": False, "error": "invalid_auth"}
         if method == "auth.test":
-            return 200, {"ok": True, "user_id": BOT_USER_ID, "bot_id": BOT_ID, "team_id": "T0FAKE", "user": "drillbot"}
+            return 200, {
+                "ok": True,
+                "url": "https://fake-workspace.slack.com/",
+                "team": TEAM_NAME,
+                "user": "drillbot",
+                "team_id": TEAM_ID,
+                "user_id": BOT_USER_ID,
+                "bot_id": BOT_ID,
+            }
         if method == "chat.postMessage":
             ts = self._next_ts()
             message = {
@@ -205,6 +219,10 @@ class FakeSlack:
                         return 200, {"ok": True, "ts": message["ts"], "channel": params.get("channel")}
             return 200, {"ok": False, "error": "message_not_found"}
         if method in ("conversations.history", "conversations.replies"):
+            if params.get("channel") in self.unknown_channels:
+                return 200, {"ok": False, "error": "channel_not_found"}
+            if params.get("channel") in self.not_in_channel:
+                return 200, {"ok": False, "error": "not_in_channel"}
             oldest = float(params.get("oldest") or 0)
             with self.lock:
                 messages = [m for m in self.messages[str(params.get("channel"))] if float(m["ts"]) >= oldest]
