@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from bot.domain.questions import QuestionBank, load_bank, orphaned_ids, replaces_problems
+from bot.domain.questions import QuestionBank, inspect_bank, load_bank, orphaned_ids, replaces_problems
 from bot.domain.rotation import next_question
 from bot.drills import DrillService
+from bot.errors import QuestionBankError
 from bot.settings import Settings
 from bot.slack_api import SlackGateway, make_client
 from storage.db import Database
@@ -136,7 +137,10 @@ def test_replaces_is_validated(tmp_path: Path) -> None:
     text = text.replace("  - id: idempotent-api\n", "  - id: idempotent-api\n    replaces: [old-one]\n")
     text = text.replace("  - id: cache-stampede\n", "  - id: cache-stampede\n    replaces: [old-one]\n")
     path.write_text(text, encoding="utf-8")
-    problems = replaces_problems(load_bank(str(path)))
+    bank, problems = inspect_bank(str(path))  # what `drillbot check` reports: every problem, as errors
+    assert bank is not None and problems == replaces_problems(bank)
+    with pytest.raises(QuestionBankError, match="still in the bank"):
+        load_bank(str(path))  # and the bot refuses to start on it
     assert any("isolation-anomalies" in p and "idempotent-api" in p and "still in the bank" in p for p in problems)
     assert any("old-one" in p and "cache-stampede" in p and "idempotent-api" in p for p in problems)
 
@@ -169,3 +173,27 @@ def test_the_migration_gives_old_drills_their_question_or_a_marker(database_url:
             assert placeholder.missing and "gone-from-the-bank" in placeholder.title
     finally:
         db.dispose()
+
+
+def test_check_warns_about_ids_past_drills_used_that_the_bank_lost(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    url = f"sqlite:///{tmp_path / 'drills.db'}"
+    db = Database(url)
+    db.upgrade()
+    with db.transaction() as session:
+        for n, qid in enumerate(["cache-stampede", "retired-question"]):
+            session.add(Drill(channel=CHANNEL, day=date(2026, 1, 5 + n), question_id=qid, status="closed",
+                              ts=f"170000000{n}.1", deadline=datetime(2026, 1, 5 + n, 11, tzinfo=UTC),
+                              answer_count=0, attempts=1))
+    db.dispose()
+    env = {"DATABASE_URL": url, "QUESTIONS_FILE": str(TEST_BANK), "SLACK_BOT_TOKEN": "xoxb-1-real-looking-token",
+           "SLACK_APP_TOKEN": "xapp-1-real-looking-token", "DRILL_CHANNEL": "C0123ABCD"}
+    result = CliRunner().invoke(main, ["check", "--socket"], env=env)
+    assert "retired-question" in result.output and "replaces" in result.output, result.output
+    assert "'cache-stampede' was asked" not in result.output
+    assert result.exit_code == 0, result.output  # a warning, not an error
+    strict = CliRunner().invoke(main, ["check", "--socket", "--strict"], env=env)
+    assert strict.exit_code == 1
