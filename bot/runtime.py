@@ -103,6 +103,8 @@ class Bot:
         )
         metrics = self.runtime.metrics
         self.scheduler = build_scheduler(service, tick_seconds=settings.drill_tick_seconds, metrics=metrics)
+        # The scheduler first: once the port answers, /healthz must already say it runs.
+        self.scheduler.start()
         if self.mode == "http":
             assert settings.slack_signing_secret is not None
             secret = settings.slack_signing_secret.get_secret_value()
@@ -123,7 +125,6 @@ class Bot:
             handler.connect()  # type: ignore[no-untyped-call]
             self._stoppers.append(handler.close)
             log.info("connected through Socket Mode")
-        self.scheduler.start()
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         db_ok = self.runtime.db.ping()

@@ -342,7 +342,8 @@ class DrillLoopMachine(RuleBasedStateMachine):
 
 
 MODEL_SETTINGS = settings(
-    max_examples=80,
+    max_examples=60,
+    derandomize=True,  # CI runs the same examples every time; the PostgreSQL run and local runs explore
     stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

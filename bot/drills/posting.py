@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from bot import blocks
 from bot.domain.lifecycle import POSTED, DrillState
@@ -28,6 +29,10 @@ from storage.models import Drill
 __all__ = ["PostOutcome", "PostResult", "Poster"]
 
 log = logging.getLogger(__name__)
+
+
+class _Unsure(Exception):
+    """Slack refused to show the channel's history: whether an earlier attempt posted is unknown."""
 
 
 class PostResult(StrEnum):
@@ -123,9 +128,9 @@ class Poster:
         deadline = drill.deadline
         try:
             if reconcile:
-                found = loop.slack.find_marked(
-                    drill.channel, event_type=DRILL_EVENT, drill_id=drill.id, oldest=drill.day_start.timestamp()
-                )
+                # A refusal here is no proof that nothing was posted (an earlier attempt may have been):
+                # it is handled as an uncertain failure below, never as POST_FAILED.
+                found = self._find(drill)
                 if found:
                     shown = _deadline_of(found[0].payload) or deadline
                     return self._finish(drill, found[0].ts, shown, PostResult.ADOPTED)
@@ -155,6 +160,14 @@ class Poster:
                 repo.release(session, drill.id, owner=owner, now=loop.clock(), error=detail)
             return PostOutcome(PostResult.RETRYING, drill.id, drill.question_id, detail=detail)
         return self._finish(drill, ts, deadline, PostResult.POSTED)
+
+    def _find(self, drill: Snapshot) -> list[Any]:
+        try:
+            return self.loop.slack.find_marked(
+                drill.channel, event_type=DRILL_EVENT, drill_id=drill.id, oldest=drill.day_start.timestamp()
+            )
+        except SlackSetupError as exc:
+            raise _Unsure(str(exc)) from exc
 
     def _finish(self, drill: Snapshot, ts: str, deadline: datetime, result: PostResult) -> PostOutcome:
         loop = self.loop
