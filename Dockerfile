@@ -3,7 +3,7 @@
 #   docker build -t drillbot .
 #   docker run --env-file .env -p 3000:3000 drillbot
 #
-# Several replicas with PostgreSQL: see docker-compose.yml and README "Operations".
+# Several replicas with PostgreSQL: see docker-compose.yml and docs/operations.md.
 
 # -- build: wheels for drillbot and every dependency (PostgreSQL driver included) --------------------
 FROM python:3.11-slim AS build

@@ -27,7 +27,7 @@ from slack_sdk.errors import SlackApiError
 from bot.domain.programs import Program, inspect_programs, single_program
 from bot.domain.questions import QuestionBank, inspect_bank, lint, orphaned_ids
 from bot.errors import DrillbotError
-from bot.settings import CHANNEL_ID_HINT, Settings, inspect_settings, looks_like_channel_id
+from bot.settings import CHANNEL_ID_HINT, Settings, channel_problem, inspect_settings
 from bot.slack_api import HTTP_TIMEOUT_SECONDS, SlackGateway, connection_problem, make_client
 
 __all__ = ["CheckReport", "Finding", "run_checks"]
@@ -185,12 +185,9 @@ def _check_programs(report: CheckReport, bank: QuestionBank | None) -> None:
         )
         report.add("error", problems)
         for program in programs:
-            if not looks_like_channel_id(program.channel):
-                report.add(
-                    "error",
-                    f"{settings.drill_programs_file}: program {program.name!r}: channel {program.channel!r} is a "
-                    f"channel name, not its ID; {CHANNEL_ID_HINT}",
-                )
+            problem = channel_problem(program.channel)
+            if problem:
+                report.add("error", f"{settings.drill_programs_file}: program {program.name!r}: channel {problem}")
         report.programs = programs
         return
     channel = settings.drill_channel
@@ -198,11 +195,9 @@ def _check_programs(report: CheckReport, bank: QuestionBank | None) -> None:
         report.add("warning", "DRILL_CHANNEL is not set: no scheduled drills, only /interview-question; "
                    "set it to the channel ID (C0123...)")
         return
-    placeholder = settings.missing("drill_channel")
-    if placeholder:
-        report.add("error", placeholder)
-    elif not looks_like_channel_id(channel):
-        report.add("error", f"DRILL_CHANNEL {channel!r} is a channel name, not its ID; {CHANNEL_ID_HINT}")
+    problem = channel_problem(channel)
+    if problem:
+        report.add("error", f"DRILL_CHANNEL {problem}")
     else:
         report.programs = [single_program(channel=channel, schedule=settings.schedule)]
 

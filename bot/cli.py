@@ -22,7 +22,7 @@ from bot.domain.questions import load_bank
 from bot.errors import ConfigError, DrillbotError
 from bot.logs import configure_logging, mask
 from bot.runtime import Bot, build_runtime
-from bot.settings import Settings, load_settings
+from bot.settings import Settings, channel_problem, load_settings
 
 __all__ = ["main"]
 
@@ -109,6 +109,10 @@ def run(ctx: click.Context, mode: str | None, port: int | None, host: str) -> No
         mode = "socket" if settings.slack_app_token else "http"
     settings.require("slack_bot_token")
     settings.require("slack_signing_secret" if mode == "http" else "slack_app_token")
+    if settings.drill_channel is not None and not settings.drill_programs_file:
+        problem = channel_problem(settings.drill_channel)
+        if problem:
+            raise ConfigError(f"DRILL_CHANNEL {problem}")
     if settings.drill_channel is None:
         log.warning("DRILL_CHANNEL is not set: no scheduled drills, only /interview-question")
     bot = Bot(build_runtime(settings, verify_token=True), mode=mode, host=host,

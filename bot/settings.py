@@ -17,7 +17,15 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from bot.domain.schedule import Schedule, parse_crontab, parse_timezone, parse_window
 from bot.errors import ConfigError
 
-__all__ = ["EXAMPLE_VALUES", "Settings", "inspect_settings", "load_settings", "looks_like_channel_id"]
+__all__ = [
+    "CHANNEL_ID_HINT",
+    "EXAMPLE_VALUES",
+    "Settings",
+    "channel_problem",
+    "inspect_settings",
+    "load_settings",
+    "looks_like_channel_id",
+]
 
 # The values `.env.example` ships with: left unchanged they are placeholders, never real settings (a test
 # keeps this table equal to the file).
@@ -168,6 +176,16 @@ class Settings(BaseSettings):
 def looks_like_channel_id(value: str) -> bool:
     """C0123ABCD (public), G... (private, older), D... (DM): an ID, not a channel name like #drills."""
     return bool(_CHANNEL_ID.match(value))
+
+
+def channel_problem(value: str) -> str | None:
+    """Why `value` cannot be a drill channel: the `.env.example` placeholder, or a name where the ID is needed
+    (with how to find the ID); None when it looks like a channel ID."""
+    if value == EXAMPLE_VALUES["drill_channel"]:
+        return f"is still the placeholder from .env.example ({value}); {CHANNEL_ID_HINT}"
+    if not looks_like_channel_id(value):
+        return f"{value!r} is a channel name, not its ID; {CHANNEL_ID_HINT}"
+    return None
 
 
 _HINTS = {

@@ -435,3 +435,11 @@ def test_run_serves_health_reveals_a_drill_posted_elsewhere_and_stops_on_sigterm
     assert database == 3, lines[: database + 1]  # mode, workspace and bot user, the channel, the database
     assert len(fake_slack.posts(thread=True)) == 1, "revealed exactly once"
     assert len(fake_slack.posts(thread=False)) == 1, "the running bot did not post a drill of its own"
+
+
+@pytest.mark.parametrize("channel", ["#drills", "C0123456789"])
+def test_run_refuses_a_channel_name_or_the_example_channel_at_once(cli_env, tmp_path, fake_slack, channel):
+    result = cli(cli_env, tmp_path, "run", "--http", "--port", "0", DRILL_CHANNEL=channel)
+    line = one_error_line(result)
+    assert line.startswith("error: DRILL_CHANNEL ") and "About tab" in line
+    assert fake_slack.calls == []

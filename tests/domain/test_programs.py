@@ -283,3 +283,37 @@ def test_skip_dates_reach_every_program_of_the_file(tmp_path):
         assert not program.schedule.is_due(first + timedelta(seconds=5))
         next_day = program.schedule.first_slot(date(2024, 3, 6))
         assert next_day is not None and program.schedule.is_due(next_day + timedelta(seconds=5))
+
+
+def test_inspect_programs_reports_every_problem_and_keeps_the_valid_programs(tmp_path):
+    from bot.domain.programs import inspect_programs
+
+    path = write(
+        tmp_path,
+        """\
+        programs:
+          - name: backend
+            channel: CBACKEND1
+          - name: broken
+            channel: CBROKEN01
+            timezone: Mars/Base
+            answer_window: forever
+          - name: twin
+            channel: CBACKEND1
+          - name: caching
+            channel: CCACHE001
+            categories: [caching]
+        """,
+    )
+    programs, problems = inspect_programs(
+        path, bank=BANK, default_schedule=DEFAULT_SCHEDULE, default_timezone=DEFAULT_TZ,
+        default_window=DEFAULT_WINDOW, skip_dates=frozenset(),
+    )
+    assert [p.name for p in programs] == ["backend", "caching"]
+    assert len(problems) == 3, problems
+    assert "'broken'" in problems[0] and "timezone" in problems[0]
+    assert "'broken'" in problems[1] and "answer_window" in problems[1]
+    assert "'twin'" in problems[2] and "duplicate channel" in problems[2]
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert str(info.value) == problems[0]

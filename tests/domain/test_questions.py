@@ -376,3 +376,29 @@ def test_shipped_bank_follows_the_contributor_length_rules(shipped: QuestionBank
         assert len(q.id) <= 60, q.id
         assert len(q.title) <= 300, q.id
         assert all(len(point) <= 80 for point in q.key_points), q.id
+
+
+# -- inspect_bank: every structural problem, and the valid rest ------------------------------------------
+
+
+def test_inspect_bank_reports_every_structural_problem_and_keeps_the_valid_questions(tmp_path: Path) -> None:
+    from bot.domain.questions import inspect_bank
+
+    path = write_bank(
+        tmp_path / "bank.yaml",
+        [
+            question("good-one"),
+            question("no-title", title=None),
+            question("bad-level", difficulty="brutal", tags="not-a-list"),
+            question("good-one", title="Twice?"),
+            question("good-two", title="Another?"),
+        ],
+    )
+    bank, problems = inspect_bank(str(path))
+    assert bank is not None and bank.ids == ["good-one", "good-two"]
+    assert len(problems) == 4, problems
+    assert "'no-title'" in problems[0] and "missing required field 'title'" in problems[0]
+    assert "'bad-level'" in problems[1] and "difficulty" in problems[1]
+    assert "'bad-level'" in problems[2] and "tags" in problems[2]
+    assert "duplicate question id 'good-one'" in problems[3]
+    assert load_error(path) == problems[0]  # load_bank still stops at the first
