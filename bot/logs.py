@@ -142,4 +142,4 @@ def configure_logging(level: int, secrets: Iterable[str] = (), fmt: str = "text"
     root.handlers[:] = [make_handler(sys.stderr, secrets, fmt)]
     root.setLevel(level)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    logging.getLogger("cheroot").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn").setLevel(logging.WARNING)
