@@ -8,12 +8,13 @@ Two listeners, each on its own port:
 - the metrics port (`METRICS_PORT` on `METRICS_HOST`, only when `METRICS_PORT` is set): GET /metrics,
   prometheus-client's own WSGI app (content negotiation, gzip) on a thread of its own.
 
-Why uvicorn (issue 16): an open connection is a few kilobytes in its event loop, not a thread, so clients
-that never finish a request cost a socket and nothing else. On top of that, a connection that has not sent
-a complete request head within `HEADER_SECONDS` is closed (uvicorn itself would wait forever), and the body
-is read with a deadline (`BODY_SECONDS`, else 408). Only a complete request takes a thread: the signature
-check, the parse and Bolt's `App.dispatch` run on a bounded pool (`REQUEST_THREADS`), the probes on a pool
-of their own, so neither a burst of Slack traffic nor slow clients delay a load balancer's probe.
+Why uvicorn (issue 16; on uvloop where installed): an open connection is a few kilobytes in its event
+loop, not a thread, so clients that never finish a request cost a socket and nothing else. On top of that,
+a connection that has not sent a complete request head within `HEADER_SECONDS` is closed (uvicorn itself
+would wait forever), and the body is read with a deadline (`BODY_SECONDS`, else 408). Only a complete
+request takes a thread: the signature check, the parse and Bolt's `App.dispatch` run on a bounded pool
+(`REQUEST_THREADS`), the probes on a pool of their own, so neither a burst of Slack traffic nor slow
+clients delay a load balancer's probe.
 
 Before Bolt sees a request it is size-checked (413 over 1 MB), signature-checked (401: wrong or missing
 signature, or a timestamp more than five minutes old; the only check, Bolt's own is off) and parse-checked
@@ -412,7 +413,11 @@ class HttpServer:
         async def serve() -> None:
             await asyncio.gather(*(s.serve(sockets=[sock]) for s, sock in zip(self._servers, sockets, strict=True)))
 
-        self._thread = threading.Thread(target=asyncio.run, args=(serve(),), name="http", daemon=True)
+        def run() -> None:
+            with asyncio.Runner(loop_factory=_new_loop) as runner:
+                runner.run(serve())
+
+        self._thread = threading.Thread(target=run, name="http", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + 10
         while not all(s.started for s in self._servers):
@@ -431,6 +436,16 @@ class HttpServer:
             close = getattr(listener.app, "close", None)
             if callable(close):
                 close()
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (Linux, macOS), as uvicorn's own `loop="auto"` chooses; else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
 
 
 def _bind(listener: Listener) -> socket.socket:
