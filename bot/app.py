@@ -30,6 +30,8 @@ def build_app(
     socket_mode: bool = False,
     listener_executor: Executor | None = None,
 ) -> App:
+    """The Bolt app with drillbot's listeners. It is the same app over HTTP and Socket Mode (`socket_mode`
+    is kept for callers): Bolt never checks signatures itself, the HTTP edge does (bot/web.py)."""
     secret = settings.slack_signing_secret
     bolt_log = logging.getLogger("bot.bolt")
     # Bolt warns "As you gave `client` as well, `token` will be unused" whenever SLACK_BOT_TOKEN is in the
