@@ -11,8 +11,8 @@ Two listeners, each on its own port:
 Why uvicorn (issue 16; on uvloop where installed): an open connection is a few kilobytes in its event
 loop, not a thread, so clients that never finish a request cost a socket and nothing else. On top of that,
 a connection that has not sent a complete request head within `HEADER_SECONDS` is closed (uvicorn itself
-would wait forever), and the body is read with a deadline (`BODY_SECONDS`, else 408). Only a complete
-request takes a thread: the signature check, the parse and Bolt's `App.dispatch` run on a bounded pool
+would wait forever), and the body is read with a deadline (`BODY_SECONDS`, else 408). Only a complete,
+signed request takes a thread: the parse and Bolt's `App.dispatch` run on a bounded pool
 (`REQUEST_THREADS`), the probes on a pool of their own, so neither a burst of Slack traffic nor slow
 clients delay a load balancer's probe.
 
@@ -166,6 +166,10 @@ class SlackEdge:
         raw = await self._read_body(receive, headers)
         if isinstance(raw, _Reply):
             return raw
+        # On the loop (an HMAC over at most 1 MB): unsigned requests never take a request thread, so a flood
+        # of them cannot queue ahead of Slack's.
+        if not self._signed(raw, headers):
+            return _Reply(401, "invalid signature")
         query = bytes(scope.get("query_string", b"")).decode("latin-1")
         return await loop.run_in_executor(self.pool, self._slack, raw, headers, query)
 
@@ -209,9 +213,7 @@ class SlackEdge:
             return False
 
     def _slack(self, raw: bytes, headers: dict[str, str], query: str) -> _Reply:
-        """The checks and the dispatch, on a request thread."""
-        if not self._signed(raw, headers):
-            return _Reply(401, "invalid signature")
+        """The parse checks and the dispatch of a signed request, on a request thread."""
         media_type = headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type not in CONTENT_TYPES:
             return _Reply(415, "expected application/json or application/x-www-form-urlencoded")
