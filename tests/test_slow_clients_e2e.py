@@ -3,7 +3,8 @@
 64 connections each send `POST /slack/events HTTP/1.1` and one header line, then one more header line
 every 2 s, and never finish (slowloris). While all 64 are still connected, really signed thread replies are
 acknowledged within Slack's 3 s and counted (requests and recorded answers, in the metrics on
-METRICS_PORT), and /healthz answers within 3 s. With the old server (cheroot, 16 worker threads) every one of these requests timed out.
+METRICS_PORT), and /healthz answers within 3 s. With the old server (cheroot, 16 worker threads) every
+one of these requests timed out.
 """
 
 from __future__ import annotations
