@@ -15,7 +15,7 @@ adapter (slack_bolt.adapter.asgi.SlackRequestHandler, which runs `App.dispatch` 
 under plain `uvicorn.run`, one process, plus GET /healthz.
 
 Usage: python bench/bare_bolt.py --port N --slack-url http://127.0.0.1:M/api/ [--config tuned|default]
-       [--store FILE] [--server drillbot|bolt-asgi]
+       [--store FILE] [--server drillbot|bolt-asgi] [--threads N]
 """
 
 from __future__ import annotations
@@ -122,6 +122,7 @@ def main() -> None:
     parser.add_argument("--config", choices=("tuned", "default"), default="tuned")
     parser.add_argument("--store", default=None, help="store every message in this SQLite file before the ack")
     parser.add_argument("--server", choices=("drillbot", "bolt-asgi"), default="drillbot")
+    parser.add_argument("--threads", type=int, default=None, help="experiment: SlackEdge request threads")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = build(args.slack_url, args.config, Store(args.store) if args.store else None)
@@ -134,7 +135,8 @@ def main() -> None:
 
         uvicorn.run(bolt_asgi(app), host=args.host, port=args.port, log_level="warning", access_log=False)
         return
-    edge = SlackEdge(app, signing_secret=SIGNING_SECRET, health=health)
+    threads = {"threads": args.threads} if args.threads else {}
+    edge = SlackEdge(app, signing_secret=SIGNING_SECRET, health=health, **threads)
     server = HttpServer(Listener("slack", edge, args.host, args.port, "--port"))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
