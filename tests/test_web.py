@@ -83,7 +83,7 @@ def get(port: int, path: str = "/") -> tuple[int, float]:
 def test_a_connection_that_sends_nothing_is_closed_at_the_head_deadline(tiny_server):
     with socket.create_connection(("127.0.0.1", tiny_server.port), timeout=5) as idle:
         seconds = closed_after(idle, limit=3)
-    assert 0.4 <= seconds < 1.5, seconds
+    assert 0.4 <= seconds < 2.5, seconds
 
 
 def test_a_head_trickled_line_by_line_is_closed_at_the_deadline_and_others_are_served(tiny_server):
@@ -91,7 +91,7 @@ def test_a_head_trickled_line_by_line_is_closed_at_the_deadline_and_others_are_s
         slow.sendall(b"POST /slack/events HTTP/1.1\r\nHost: x\r\n")
         assert get(tiny_server.port)[0] == 200  # served meanwhile
         seconds = closed_after(slow, limit=3, trickle=b"X-Slow: a\r\n")
-    assert 0.4 <= seconds < 1.5, seconds
+    assert 0.4 <= seconds < 2.5, seconds
 
 
 def test_the_next_request_on_a_kept_alive_connection_has_a_head_deadline_too(tiny_server):
@@ -101,7 +101,7 @@ def test_the_next_request_on_a_kept_alive_connection_has_a_head_deadline_too(tin
         time.sleep(0.8)  # idle past the head deadline, within uvicorn's 5 s keep-alive: still open
         conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # the next request, never finished
         seconds = closed_after(conn, limit=3, trickle=b"X-Slow: a\r\n")
-    assert seconds < 1.5, seconds
+    assert seconds < 2.5, seconds
 
 
 def test_stop_refuses_new_connections_and_lets_the_in_flight_request_finish(tiny_server):
