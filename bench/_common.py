@@ -284,8 +284,6 @@ class Server:
 
 # The product changes BENCHMARKS.md proposes, patched in by bench/drillbot_variant.py (for evidence).
 PROPOSED = {
-    "BENCH_CHEROOT_BACKLOG": "128",
-    "BENCH_CHEROOT_KEEPALIVE": "256",
     "BENCH_SQLITE_WRITE_LOCK": "1",
     "BENCH_SQLITE_NO_PING": "1",
     "BENCH_CORE_ANSWERS": "1",
@@ -310,7 +308,8 @@ def drillbot_server(
 def bare_bolt(
     slack_url: str, cwd: Path, *, config: str = "tuned", name: str | None = None, extra: Sequence[str] = ()
 ) -> Server:
-    """The baseline: a Bolt app with no-op listeners behind drillbot's own WSGI edge and cheroot server."""
+    """The baseline: a Bolt app with no-op listeners behind drillbot's own edge and server (`--server
+    drillbot`), or Bolt's ASGI adapter under uvicorn (`extra=["--server", "bolt-asgi"]`)."""
     port = free_port()
     argv = [sys.executable, str(ROOT / "bench" / "bare_bolt.py"), "--port", str(port), "--slack-url", slack_url,
             "--config", config, *extra]

@@ -1,17 +1,21 @@
-"""The baseline server: a bare Bolt app behind the same edge and server as drillbot.
+"""The baseline server: a bare Bolt app behind the same edge and server as drillbot, or as Bolt documents it.
 
-bot.web.SlackWsgi (size, signature and parse checks) + bot.web.HttpServer (cheroot, 16 threads) in front
-of a slack_bolt.App whose listeners do nothing: a no-op `message` listener and an `/interview-question`
-listener that only acks. With `--store FILE` the `message` listener stores the reply in SQLite first
-(one INSERT + COMMIT, one connection behind a lock): the floor for any server that stores before
-acking. `--config tuned` builds the App the way bot/app.py does (process_before_response=True, a
-16-thread listener executor, request verification on, the token verified against the fake Slack at
-start); `--config default` leaves Bolt's defaults
-(process_before_response=False: the listener runs on Bolt's executor and the request thread polls for
-the ack every 10 ms, slack_bolt/listener/thread_runner.py).
+`--server drillbot` (the default): bot.web.SlackEdge (size, signature and parse checks, Bolt's dispatch on
+16 request threads) + bot.web.HttpServer (uvicorn) in front of a slack_bolt.App whose listeners do
+nothing: a no-op `message` listener and an `/interview-question` listener that only acks. With
+`--store FILE` the `message` listener stores the reply in SQLite first (one INSERT + COMMIT, one
+connection behind a lock): the floor for any server that stores before acking. `--config tuned` builds
+the App as bot/app.py did before the edge became the only signature check (process_before_response=True,
+a 16-thread listener executor, request verification on, the token verified against the fake Slack at
+start); `--config default` leaves Bolt's defaults (process_before_response=False: the listener runs on
+Bolt's executor and the request thread polls for the ack every 10 ms, slack_bolt/listener/thread_runner.py).
+
+`--server bolt-asgi`: the same App served the way Bolt documents for production with uvicorn: its ASGI
+adapter (slack_bolt.adapter.asgi.SlackRequestHandler, which runs `App.dispatch` on the event loop itself)
+under plain `uvicorn.run`, one process, plus GET /healthz.
 
 Usage: python bench/bare_bolt.py --port N --slack-url http://127.0.0.1:M/api/ [--config tuned|default]
-       [--store FILE] [--backlog N] [--keep-alive-limit N]
+       [--store FILE] [--server drillbot|bolt-asgi] [--threads N]
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from slack_bolt import Ack, App  # noqa: E402
 from slack_sdk import WebClient  # noqa: E402
 
-from bot.web import HttpServer, SlackWsgi  # noqa: E402
+from bot.web import HttpServer, Listener, SlackEdge  # noqa: E402
 from tests.conftest import BOT_TOKEN, SIGNING_SECRET  # noqa: E402
 
 COMMAND = "/interview-question"
@@ -94,6 +98,22 @@ def build(slack_url: str, config: str, store: Store | None = None) -> App:
     return app
 
 
+def bolt_asgi(app: App) -> Any:
+    """Bolt's own ASGI adapter, plus the /healthz the benchmark waits for."""
+    from slack_bolt.adapter.asgi import SlackRequestHandler
+
+    handler = SlackRequestHandler(app)
+
+    async def serve(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/healthz":
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+            await send({"type": "http.response.body", "body": b"ok"})
+        else:
+            await handler(scope, receive, send)
+
+    return serve
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
@@ -101,9 +121,8 @@ def main() -> None:
     parser.add_argument("--slack-url", required=True)
     parser.add_argument("--config", choices=("tuned", "default"), default="tuned")
     parser.add_argument("--store", default=None, help="store every message in this SQLite file before the ack")
-    parser.add_argument("--backlog", type=int, default=None, help="experiment: cheroot listen backlog (default 5)")
-    parser.add_argument("--keep-alive-limit", type=int, default=None,
-                        help="experiment: cheroot keep_alive_conn_limit (default 10)")
+    parser.add_argument("--server", choices=("drillbot", "bolt-asgi"), default="drillbot")
+    parser.add_argument("--threads", type=int, default=None, help="experiment: SlackEdge request threads")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = build(args.slack_url, args.config, Store(args.store) if args.store else None)
@@ -111,11 +130,14 @@ def main() -> None:
     def health() -> tuple[bool, dict[str, Any]]:
         return True, {"status": "ok"}
 
-    server = HttpServer(SlackWsgi(app, signing_secret=SIGNING_SECRET, health=health), host=args.host, port=args.port)
-    if args.backlog is not None:
-        server.server.request_queue_size = args.backlog
-    if args.keep_alive_limit is not None:
-        server.server.keep_alive_conn_limit = args.keep_alive_limit
+    if args.server == "bolt-asgi":
+        import uvicorn
+
+        uvicorn.run(bolt_asgi(app), host=args.host, port=args.port, log_level="warning", access_log=False)
+        return
+    threads = {"threads": args.threads} if args.threads else {}
+    edge = SlackEdge(app, signing_secret=SIGNING_SECRET, health=health, **threads)
+    server = HttpServer(Listener("slack", edge, args.host, args.port, "--port"))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

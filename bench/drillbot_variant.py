@@ -3,8 +3,6 @@
 Nothing in bot/ or storage/ is edited; this wrapper patches classes before the CLI runs, from the
 environment:
 
-- BENCH_CHEROOT_BACKLOG=N: the listen backlog of the cheroot server (cheroot's default is 5);
-- BENCH_CHEROOT_KEEPALIVE=N: cheroot's keep_alive_conn_limit (default 10 idle keep-alive connections);
 - BENCH_SQLITE_WRITE_LOCK=1: one SQLite write transaction at a time per process, queued on a
   threading.Lock (woken at once) instead of SQLite's busy handler (which sleeps 1, 2, 5, 10 ... 100 ms
   between retries of BEGIN IMMEDIATE);
@@ -13,7 +11,7 @@ environment:
 - BENCH_DIRECT_HANDOFF=1: /interview-question acks, then hands the answer to a thread pool itself
   instead of through a Bolt lazy listener (no deep copy of the request before the ack).
 
-Usage: BENCH_CHEROOT_BACKLOG=128 python bench/drillbot_variant.py run --http --port N
+Usage: BENCH_SQLITE_WRITE_LOCK=1 python bench/drillbot_variant.py run --http --port N
 """
 
 from __future__ import annotations
@@ -31,22 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def patch() -> list[str]:
     applied = []
-    backlog = os.environ.get("BENCH_CHEROOT_BACKLOG")
-    keepalive = os.environ.get("BENCH_CHEROOT_KEEPALIVE")
-    if backlog or keepalive:
-        from bot import web
-
-        original_init = web.HttpServer.__init__
-
-        def init(self: web.HttpServer, *args: Any, **kwargs: Any) -> None:
-            original_init(self, *args, **kwargs)
-            if backlog:
-                self.server.request_queue_size = int(backlog)
-            if keepalive:
-                self.server.keep_alive_conn_limit = int(keepalive)
-
-        web.HttpServer.__init__ = init  # type: ignore[method-assign]
-        applied.append(f"cheroot backlog={backlog or 'default'} keep_alive_conn_limit={keepalive or 'default'}")
     if os.environ.get("BENCH_SQLITE_WRITE_LOCK") == "1":
         from storage import db as storage_db
 

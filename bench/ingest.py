@@ -6,11 +6,11 @@
 Each concurrency level gets its own channel with an open drill (posted through DrillService against the
 same database) and 1,000 distinct users x 3 replies (--quick: 30 x 3). The baseline, measured in the
 same run with the same requests and the same load generator, is a bare Bolt app with a no-op `message`
-listener behind the same WSGI edge and cheroot server (bench/bare_bolt.py). Afterwards every level is
+listener behind the same edge and server (bench/bare_bolt.py); the same app under Bolt's own ASGI adapter
+and uvicorn (as Bolt documents for production) is measured too. Afterwards every level is
 checked for loss: every reply stored, every user counted exactly once on the leaderboard (in-process
 and, for c=64, `drillbot leaderboard --format json`). `--proposed` adds drillbot with the changes
-BENCHMARKS.md proposes patched in (bench/drillbot_variant.py), and the bare Bolt app with the proposed
-cheroot settings (listen backlog 128, keep-alive limit 256); `--floor` adds the bare Bolt app storing
+BENCHMARKS.md proposes patched in (bench/drillbot_variant.py); `--floor` adds the bare Bolt app storing
 each reply with one sqlite3 INSERT + COMMIT before the ack (the floor for any design that stores before
 acking). Resident memory of the drillbot process is read from /proc/<pid>/status when idle after start
 and after the load.
@@ -51,8 +51,7 @@ from bench._common import (  # noqa: E402
 
 LEVELS = (1, 16, 64)
 FLOOR_NAME = "bare Bolt + one SQLite insert"
-TUNED_BARE_NAME = "bare Bolt, cheroot backlog 128"
-TUNED_CHEROOT = ["--backlog", "128", "--keep-alive-limit", "256"]
+BOLT_ASGI_NAME = "bare Bolt, Bolt's ASGI adapter + uvicorn"
 REPLIES_PER_USER = 3
 WARMUP_CHANNEL = "CBENCHWARM"
 
@@ -168,8 +167,7 @@ def main() -> int:
         if args.proposed:
             servers.append(drillbot_server(env, tmp, PROPOSED_NAME, variant=PROPOSED))
         bots = servers[1:]
-        if args.proposed:
-            servers.append(bare_bolt(fake.url, tmp, name=TUNED_BARE_NAME, extra=TUNED_CHEROOT))
+        servers.append(bare_bolt(fake.url, tmp, name=BOLT_ASGI_NAME, extra=["--server", "bolt-asgi"]))
         if args.floor:
             servers.append(bare_bolt(fake.url, tmp, name=FLOOR_NAME, extra=["--store", str(tmp / "floor.db")]))
         try:

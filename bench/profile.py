@@ -6,9 +6,10 @@
 
 Starts the fake Slack and drillbot as bench/ingest.py and bench/slash_ack.py do, warms it up, then
 records the drillbot process with `py-spy record --nonblocking` (200 Hz) while the load runs, and prints
-where the samples go (bench/pyspy_summary.py): all threads, then only the request path
-(SlackWsgi.__call__), then (slash) the lazy listener. With --gil only the thread holding the GIL is
-sampled: where the CPU goes, rather than where the threads wait. The raw profile is kept (--out).
+where the samples go (bench/pyspy_summary.py): all threads, then only the request path on the request
+threads (SlackEdge._slack: parse and Bolt's dispatch; the event loop's share is in "all threads"), then
+(slash) the lazy listener. With --gil only the thread holding the GIL is sampled: where the CPU goes,
+rather than where the threads wait. The raw profile is kept (--out).
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def main() -> int:
           f"{' (GIL holder only)' if args.gil else ' (all non-idle threads)'}\n")
     print(summarise(args.out, None, args.top))
     print("\n--- request path only ---")
-    print(summarise(args.out, "SlackWsgi.__call__", args.top))
+    print(summarise(args.out, "SlackEdge._slack", args.top))
     if args.scenario == "slash":
         print("\n--- lazy listener (the answer through response_url) ---")
         print(summarise(args.out, "command_responder.<locals>.answer_command", args.top))

@@ -1,7 +1,7 @@
 """Summarise a py-spy `--format raw` profile (collapsed stacks): where the samples go.
 
     py-spy record --nonblocking -r 200 -f raw -o prof.raw -p PID -d 20
-    python bench/pyspy_summary.py prof.raw [--root 'SlackWsgi.__call__'] [--top 30]
+    python bench/pyspy_summary.py prof.raw [--root 'SlackEdge._slack'] [--top 30]
 
 Prints, for the samples whose stack contains --root (default: all), the share of samples spent inside
 each function (inclusive, counted once per stack) and the share spent in each function itself (self).

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/run_all.py [--quick] [--no-proposed] [--out bench/results.md]
 
-Runs bench/startup.py, ingest.py, slash_ack.py, leaderboard.py and reveal_lateness.py one after
+Runs bench/startup.py, ingest.py, slash_ack.py, leaderboard.py, reveal_lateness.py and slowloris.py one after
 another (each in its own process, each printing as it goes), then writes the machine, every script's
 tables and one table of all the goals to --out (default: bench/results.md) and prints that table.
 ingest.py and slash_ack.py also measure drillbot with the proposed changes patched in, unless
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import machine, table  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
-SCRIPTS = ("startup.py", "ingest.py", "slash_ack.py", "leaderboard.py", "reveal_lateness.py")
+SCRIPTS = ("startup.py", "ingest.py", "slash_ack.py", "leaderboard.py", "reveal_lateness.py", "slowloris.py")
 WITH_PROPOSED = ("ingest.py", "slash_ack.py")
 
 

@@ -7,6 +7,8 @@ from concurrent.futures import Executor
 from typing import Any
 
 from slack_bolt import App, BoltResponse
+from slack_bolt.error import BoltUnhandledRequestError
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk import WebClient
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -20,16 +22,6 @@ __all__ = ["build_app"]
 log = logging.getLogger(__name__)
 
 
-def _not_the_token_notice(record: logging.LogRecord) -> bool:
-    # Bolt reads SLACK_BOT_TOKEN from the environment by itself and, since drillbot hands it a ready
-    # client (with drillbot's retry handlers), warns at every start that the token "will be unused".
-    return "`token` will be unused" not in str(record.msg)
-
-
-_BOLT_LOG = logging.getLogger("bot.bolt")
-_BOLT_LOG.addFilter(_not_the_token_notice)
-
-
 def build_app(
     settings: Settings,
     service: DrillService,
@@ -38,22 +30,44 @@ def build_app(
     socket_mode: bool = False,
     listener_executor: Executor | None = None,
 ) -> App:
+    """The Bolt app with drillbot's listeners. It is the same app over HTTP and Socket Mode (`socket_mode`
+    is kept for callers): Bolt never checks signatures itself, the HTTP edge does (bot/web.py)."""
     secret = settings.slack_signing_secret
-    app = App(
-        client=client,
-        signing_secret=secret.get_secret_value() if secret else None,
-        # Listeners ack first and hand slow work to lazy functions, so running them before the
-        # response is what keeps acks fast (no polling for the ack) and answers durable.
-        process_before_response=True,
-        request_verification_enabled=not socket_mode,
-        listener_executor=listener_executor,
-        logger=_BOLT_LOG,
-    )
+    bolt_log = logging.getLogger("bot.bolt")
+    # Bolt warns "As you gave `client` as well, `token` will be unused" whenever SLACK_BOT_TOKEN is in the
+    # environment (it reads it even when given a client); the client carries that very token.
+    quiet = _DropMessage(warning_client_prioritized_and_token_skipped())
+    bolt_log.addFilter(quiet)
+    try:
+        app = App(
+            client=client,
+            signing_secret=secret.get_secret_value() if secret else None,
+            # Listeners ack first and hand slow work to lazy functions, so running them before the
+            # response is what keeps acks fast (no polling for the ack) and answers durable.
+            process_before_response=True,
+            # One signature check: the HTTP edge (bot/web.py) verifies every request before Bolt sees it;
+            # Socket Mode requests come over Slack's own authenticated connection.
+            request_verification_enabled=False,
+            # Requests no listener handles reach the error handler below, which acknowledges them.
+            raise_error_for_unhandled_request=True,
+            listener_executor=listener_executor,
+            logger=bolt_log,
+        )
+    finally:
+        bolt_log.removeFilter(quiet)
     listeners.register(app, service)
 
     @app.error
     def log_listener_error(error: Exception, body: dict[str, Any], response: BoltResponse | None) -> None:
         kind = body.get("type") or body.get("command") or "request"
+        if isinstance(error, BoltUnhandledRequestError):
+            # An event, button or shortcut drillbot does not use: acknowledged and ignored, over HTTP and
+            # Socket Mode alike (anything but an ack is a failed delivery that Slack retries).
+            log.debug("no listener for %s; acknowledged", kind if isinstance(kind, str) else "request")
+            if response is not None:
+                response.status = 200
+                response.body = ""
+            return
         log.error("listener failed on %s", kind, exc_info=error)
         if response is not None and not isinstance(error, SQLAlchemyError | RetryLater):
             # A payload the listener cannot handle will not improve on redelivery: acknowledge it. A
@@ -62,3 +76,12 @@ def build_app(
             response.body = ""
 
     return app
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, message: str) -> None:
+        super().__init__()
+        self.message = message
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != self.message

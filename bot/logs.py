@@ -153,7 +153,6 @@ def configure_logging(level: int, secrets: Iterable[str] = (), fmt: str = "text"
     root.handlers[:] = [make_handler(sys.stderr, secrets, fmt)]
     root.setLevel(level)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    logging.getLogger("cheroot").setLevel(logging.WARNING)
     migration = logging.getLogger("alembic.runtime.migration")
     migration.removeFilter(_CHATTER)
     if level > logging.DEBUG:
@@ -163,3 +162,4 @@ def configure_logging(level: int, secrets: Iterable[str] = (), fmt: str = "text"
     # its context. Only -v (DEBUG) shows the SDK's own lines.
     sdk_level = logging.CRITICAL if level > logging.DEBUG else logging.NOTSET
     logging.getLogger("slack_sdk.web.base_client").setLevel(sdk_level)
+    logging.getLogger("uvicorn").setLevel(logging.WARNING)

@@ -59,6 +59,8 @@ def request_type(body: object) -> str:
     if body.get("command"):
         return "command"
     kind = body.get("type")
+    if not isinstance(kind, str):  # a list or an object cannot be looked up in a set
+        kind = None
     if kind in _EVENT_TYPES or isinstance(body.get("event"), dict):
         return "event"
     if kind in _ACTION_TYPES:

@@ -26,7 +26,7 @@ from bot.metrics import Metrics
 from bot.scheduler import build_scheduler
 from bot.settings import Settings
 from bot.slack_api import SlackGateway, make_client
-from bot.web import HttpServer, SlackWsgi
+from bot.web import HttpServer, SlackEdge, build_server
 from storage.db import Database
 
 __all__ = ["Bot", "Runtime", "build_runtime"]
@@ -105,19 +105,24 @@ class Bot:
         self.scheduler = build_scheduler(service, tick_seconds=settings.drill_tick_seconds, metrics=metrics)
         # The scheduler first: once the port answers, /healthz must already say it runs.
         self.scheduler.start()
+        edge = None
         if self.mode == "http":
             assert settings.slack_signing_secret is not None
             secret = settings.slack_signing_secret.get_secret_value()
-            wsgi_app = SlackWsgi(app, signing_secret=secret, health=self.health, ready=self.readiness, metrics=metrics)
-            self.server = HttpServer(wsgi_app, host=self.host, port=self.port)
+            edge = SlackEdge(app, signing_secret=secret, health=self.health, ready=self.readiness, metrics=metrics,
+                             slow_seconds=settings.drill_slow_request_ms / 1000)
+        # The Slack port (HTTP mode) and the metrics port (METRICS_PORT), on one uvicorn event loop.
+        self.server = build_server(edge, host=self.host, port=self.port, metrics=metrics,
+                                   metrics_host=settings.metrics_host, metrics_port=settings.metrics_port)
+        if self.server is not None:
             self.server.start()
             self._stoppers.append(self.server.stop)
-            log.info(
-                "serving HTTP on %s:%d (POST /slack/events, GET /healthz, /readyz, /metrics)",
-                self.host,
-                self.server.port,
-            )
-        else:
+            if edge is not None:
+                log.info("serving HTTP on %s:%d (POST /slack/events, GET /healthz, /readyz)", self.host,
+                         self.server.port)
+            if "metrics" in self.server.ports:
+                log.info("serving metrics on %s:%d (GET /metrics)", settings.metrics_host, self.server.ports["metrics"])
+        if self.mode != "http":
             from slack_bolt.adapter.socket_mode import SocketModeHandler
 
             assert settings.slack_app_token is not None

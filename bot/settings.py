@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///drills.db"
     questions_file: str = "questions.yaml"
     port: int = Field(default=3000, ge=0, le=65535)
+    # Prometheus metrics on a listener of their own, never on the public Slack port; unset: no listener.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    # Loopback by default: a metrics port opened on every interface of a host is public unless a firewall
+    # says otherwise. Containers set 0.0.0.0 (their network is private; the port is not published).
+    metrics_host: str = "127.0.0.1"
+    # A request slower than this logs its access line at INFO (failed ones always do); 0: every request.
+    drill_slow_request_ms: int = Field(default=500, ge=0)
     drill_sealed: bool = False
     drill_reminder: timedelta | None = None
     drill_skip_dates: Annotated[frozenset[date], NoDecode] = frozenset()
@@ -69,11 +76,17 @@ class Settings(BaseSettings):
         "slack_app_token",
         "drill_channel",
         "drill_programs_file",
+        "metrics_port",
         mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("metrics_host", mode="before")
+    @classmethod
+    def _default_metrics_host(cls, value: Any) -> Any:
+        return (value.strip() or "127.0.0.1") if isinstance(value, str) else value
 
     @field_validator("slack_api_url")
     @classmethod

@@ -1,6 +1,6 @@
 """Smoke test of the benchmark scripts: each runs with --quick (tiny sizes) and prints its tables.
 
-The five scripts run at the same time (each in its own process group) to keep this file well under a
+The six scripts run at the same time (each in its own process group) to keep this file well under a
 minute; their figures are meaningless here, only that they run end to end and report. The real runs
 (`python bench/run_all.py`) are not part of the test suite.
 """
@@ -49,6 +49,13 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
         ],
     ),
     "reveal_lateness.py": ([], ["| DRILL_TICK_SECONDS | drills | min s | median s | max s | bot RSS MB |"]),
+    "slowloris.py": (
+        [],
+        [
+            "| phase | probe | requests | 200 within 3 s | p50 ms | p99 ms | max ms | failed | acked and stored |",
+            "| attack | signed reply |",
+        ],
+    ),
 }
 DEADLINE_SECONDS = 100
 

@@ -103,8 +103,24 @@ def test_configure_logging_rejects_an_unknown_format():
         configure_logging(logging.INFO, SECRETS, fmt="yaml")
 
 
+def test_access_lines_are_info_only_for_failed_or_slow_requests(start_bot, fake_slack, json_logs):
+    """By default a request that succeeds in time logs its access line at DEBUG (not written at INFO)."""
+    _bot, slack = start_bot(drill_schedule="0 0 1 1 *")
+    assert slack.event(reply_event("1.000001", user="UALICE"), event_id="Ev0QUIET01")[0] == 200
+    assert slack.raw(b"{}", sign=False)[0] == 401
+    assert slack.get("/nowhere")[0] == 404
+    assert slack.get("/healthz")[0] == 200
+
+    lines = [r for r in json_logs.records() if r["logger"] == "bot.web"]
+    assert [(r["path"], r["status"], r["level"]) for r in lines] == [
+        ("/slack/events", 401, "INFO"),
+        ("/nowhere", 404, "INFO"),
+    ]
+
+
 def test_one_json_line_per_request_and_per_job_run_with_their_ids(start_bot, fake_slack, json_logs):
-    bot, slack = start_bot(drill_schedule="* * * * *")  # due now: the post job posts at once
+    # DRILL_SLOW_REQUEST_MS=0: every request counts as slow, so every access line is at INFO.
+    bot, slack = start_bot(drill_schedule="* * * * *", drill_slow_request_ms=0)  # due now: posts at once
     fake_slack.wait_for(lambda: fake_slack.posts(thread=False), timeout=10)
     drill_ts = fake_slack.messages[CHANNEL][0]["ts"]
     assert slack.event(reply_event(drill_ts, user="UALICE"), event_id="Ev0LOGGED1")[0] == 200
@@ -128,8 +144,8 @@ def test_one_json_line_per_request_and_per_job_run_with_their_ids(start_bot, fak
 
     command = [r for r in request_lines() if r.get("type") == "command"]
     assert len(command) == 1 and command[0]["slack_event_id"] == "1.2.3"  # a command's trigger id
-    assert [r["status"] for r in request_lines() if r.get("type") == "other"] == [401]
-    assert not [r for r in request_lines() if r["path"] == "/healthz"]  # probes log at DEBUG
+    assert [r["status"] for r in request_lines() if r.get("type") == "other" and r["path"] == "/slack/events"] == [401]
+    assert [r["status"] for r in request_lines() if r["path"] == "/healthz"] == [200]
 
     # The job that posted: one INFO line for the run, and the drill loop's own line carries the job.
     runs = [r for r in records if r["logger"] == "bot.scheduler" and r.get("job") == "post"]

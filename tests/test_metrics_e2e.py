@@ -1,4 +1,8 @@
-"""GET /metrics and GET /readyz on the real bot (cheroot + Bolt + scheduler) against the fake Slack."""
+"""GET /metrics (on METRICS_PORT) and GET /readyz on the real bot (uvicorn + Bolt + scheduler) against the fake Slack.
+
+Every bot here has a metrics listener on a port of its own (`metrics_port=0`: a free one); the Slack port
+answers /metrics with 404.
+"""
 
 from __future__ import annotations
 
@@ -21,8 +25,24 @@ def parse(text: str) -> list[tuple[str, dict[str, str], float]]:
     return [(s.name, dict(s.labels), s.value) for f in text_string_to_metric_families(text) for s in f.samples]
 
 
-def scrape(slack: SlackSender) -> list[tuple[str, dict[str, str], float]]:
-    status, body = slack.get("/metrics")
+@pytest.fixture
+def start_bot(start_bot: Any) -> Any:
+    """conftest's start_bot with a metrics listener on a free port."""
+
+    def factory(**overrides: Any) -> tuple[Bot, SlackSender]:
+        overrides.setdefault("metrics_port", 0)
+        return start_bot(**overrides)  # type: ignore[no-any-return]
+
+    return factory
+
+
+def metrics_sender(bot: Bot) -> SlackSender:
+    assert bot.server is not None and "metrics" in bot.server.ports, "no metrics listener"
+    return SlackSender(f"http://127.0.0.1:{bot.server.ports['metrics']}")
+
+
+def scrape(bot: Bot) -> list[tuple[str, dict[str, str], float]]:
+    status, body = metrics_sender(bot).get("/metrics")
     assert status == 200, body
     return parse(body.decode())
 
@@ -57,9 +77,33 @@ class Clock:
 # -- the HTTP edge ----------------------------------------------------------------------------------
 
 
+def test_metrics_are_404_on_the_slack_port_and_200_on_metrics_port(start_bot, fake_slack):
+    bot, slack = start_bot(drill_schedule=NEVER)
+    assert bot.server is not None
+
+    for method in ("GET", "HEAD", "POST"):
+        assert slack.raw(b"", method=method, path="/metrics", sign=False)[0] == 404, method
+    assert slack.get("/metrics?name[]=drillbot_requests_total")[0] == 404
+    status, body = metrics_sender(bot).get("/metrics")
+    assert status == 200
+    assert b"# TYPE drillbot_requests_total counter" in body and b"drillbot_database_up 1.0" in body
+    # The probes stay on the Slack port; the metrics listener binds METRICS_HOST, loopback by default.
+    assert slack.get("/healthz")[0] == 200 and slack.get("/readyz")[0] == 200
+    assert bot.server.addresses["metrics"][0] == "127.0.0.1"
+    assert bot.server.ports["metrics"] != bot.server.port
+
+
+def test_without_metrics_port_there_is_no_metrics_listener(start_bot):
+    bot, slack = start_bot(drill_schedule=NEVER, metrics_port=None)
+    assert bot.server is not None
+    assert set(bot.server.ports) == {"slack"}
+    assert slack.get("/metrics")[0] == 404
+    assert bot.runtime.metrics is not None  # still measured, only not served
+
+
 def test_metrics_count_requests_by_type_and_status_and_time_the_acks(start_bot, fake_slack):
     bot, slack = start_bot(drill_schedule=NEVER)
-    before = scrape(slack)
+    before = scrape(bot)
     assert value(before, "drillbot_requests_total") == 0
     assert value(before, "drillbot_database_up") == 1
 
@@ -69,8 +113,7 @@ def test_metrics_count_requests_by_type_and_status_and_time_the_acks(start_bot, 
     form = "payload=" + json.dumps({"type": "view_closed", "user": {"id": "U1"}, "view": {"id": "V1"}})
     assert slack.raw(form.encode(), content_type="application/x-www-form-urlencoded")[0] == 200
 
-    status, body = slack.get("/metrics")
-    samples = parse(body.decode())
+    samples = scrape(bot)
     assert value(samples, "drillbot_requests_total", type="event", status="200") == 1
     assert value(samples, "drillbot_requests_total", type="command", status="200") == 1
     assert value(samples, "drillbot_requests_total", type="view", status="200") == 1
@@ -87,12 +130,11 @@ def test_metrics_count_requests_by_type_and_status_and_time_the_acks(start_bot, 
 
 
 def test_metrics_content_type_is_prometheus_text(start_bot):
-    _bot, slack = start_bot(drill_schedule=NEVER)
+    bot, _slack = start_bot(drill_schedule=NEVER)
     import http.client
-    from urllib.parse import urlparse
 
-    url = urlparse(slack.base_url)
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    assert bot.server is not None
+    conn = http.client.HTTPConnection("127.0.0.1", bot.server.ports["metrics"], timeout=10)
     try:
         conn.request("GET", "/metrics")
         response = conn.getresponse()
@@ -107,11 +149,11 @@ def test_metrics_content_type_is_prometheus_text(start_bot):
 
 
 def test_each_bot_has_its_own_registry(start_bot):
-    _first, one = start_bot(drill_schedule=NEVER)
-    _second, two = start_bot(drill_schedule=NEVER)
+    first, one = start_bot(drill_schedule=NEVER)
+    second, _two = start_bot(drill_schedule=NEVER)
     assert one.event(reply_event("1.000001", user="UALICE"))[0] == 200
-    assert value(scrape(one), "drillbot_requests_total", type="event") == 1
-    assert value(scrape(two), "drillbot_requests_total", type="event") == 0
+    assert value(scrape(first), "drillbot_requests_total", type="event") == 1
+    assert value(scrape(second), "drillbot_requests_total", type="event") == 0
 
 
 def test_without_metrics_there_is_no_metrics_route_and_the_bot_still_works(make_settings, fake_slack):
@@ -135,7 +177,7 @@ def test_slack_calls_are_counted_by_method_and_outcome_and_429s_as_retries(start
     bot, slack = start_bot(drill_schedule=NEVER)
     fake_slack.fail_next("chat.postMessage", Failure(status=429, headers={"Retry-After": "1"}))
     assert bot.runtime.service.post_today().result == "posted"
-    samples = scrape(slack)
+    samples = scrape(bot)
     assert value(samples, "drillbot_slack_api_calls_total", method="auth.test", outcome="ok") == 1  # startup check
     assert value(samples, "drillbot_slack_api_calls_total", method="chat.postMessage", outcome="ok") == 1
     assert value(samples, "drillbot_slack_api_retries_total", method="chat.postMessage", reason="rate_limited") == 1
@@ -147,13 +189,13 @@ def test_slack_errors_are_counted_by_code_and_http_status(start_bot, fake_slack)
     bot, slack = start_bot(drill_schedule=NEVER)
     fake_slack.fail_next("chat.postMessage", Failure(status=500))  # uncertain: released, retried later
     assert bot.runtime.service.post_today().result == "retrying"
-    samples = scrape(slack)
+    samples = scrape(bot)
     assert value(samples, "drillbot_slack_api_calls_total", method="chat.postMessage", outcome="http:500") == 1
 
     fake_slack.fail_next("auth.test", Failure(status=200, body={"ok": False, "error": "ratelimited_weird"}))
     with pytest.raises(Exception, match="auth.test"):
         bot.runtime.service.slack.verify_auth()
-    samples = scrape(slack)
+    samples = scrape(bot)
     assert value(samples, "drillbot_slack_api_calls_total", method="auth.test", outcome="error:ratelimited_weird") == 1
     assert value(samples, "drillbot_slack_api_retries_total") == 0
 
@@ -165,7 +207,7 @@ def test_rate_limited_listener_calls_count_as_retries_too(start_bot, fake_slack)
     event = {"type": "app_home_opened", "user": "UALICE", "channel": "D0HOME", "tab": "home", "event_ts": "1.0"}
     assert slack.event(event)[0] == 200
     fake_slack.wait_for(lambda: [c for c in fake_slack.calls_to("views.publish") if c.status == 200], timeout=10)
-    samples = scrape(slack)
+    samples = scrape(bot)
     assert value(samples, "drillbot_slack_api_retries_total", method="views.publish", reason="rate_limited") == 1
 
 
@@ -173,10 +215,10 @@ def test_rate_limited_listener_calls_count_as_retries_too(start_bot, fake_slack)
 
 
 def test_scheduler_runs_and_lag_are_measured(start_bot):
-    _bot, slack = start_bot(drill_schedule=NEVER, drill_tick_seconds=0.2)
+    bot, _slack = start_bot(drill_schedule=NEVER, drill_tick_seconds=0.2)
 
     def ran_twice() -> list[tuple[str, dict[str, str], float]] | None:
-        samples = scrape(slack)
+        samples = scrape(bot)
         done = all(value(samples, "drillbot_scheduler_runs_total", task=j, outcome="ok") >= 2 for j in ("post", "reveal"))
         return samples if done else None
 
@@ -193,7 +235,7 @@ def test_scheduler_runs_and_lag_are_measured(start_bot):
 
 
 def test_a_failing_job_is_counted_as_an_error(make_settings):
-    runtime = build_runtime(make_settings(drill_schedule=NEVER, drill_tick_seconds=0.2), verify_token=True)
+    runtime = build_runtime(make_settings(drill_schedule=NEVER, drill_tick_seconds=0.2, metrics_port=0), verify_token=True)
 
     def broken() -> int:
         raise RuntimeError("reminders are broken")
@@ -202,10 +244,8 @@ def test_a_failing_job_is_counted_as_an_error(make_settings):
     bot = Bot(runtime, host="127.0.0.1", port=0)
     bot.start()
     try:
-        assert bot.server is not None
-        slack = SlackSender(f"http://127.0.0.1:{bot.server.port}")
         samples = wait_until(
-            lambda: (s := scrape(slack)) and value(s, "drillbot_scheduler_runs_total", task="reminders", outcome="error") >= 2
+            lambda: (s := scrape(bot)) and value(s, "drillbot_scheduler_runs_total", task="reminders", outcome="error") >= 2
             and s,
             timeout=10,
         )
@@ -274,7 +314,7 @@ def test_drill_reveal_and_answer_counters_move(start_bot, fake_slack):
     assert slack.event(reply_event(drill_ts, user="UALICE"))[0] == 200
     fake_slack.wait_for(lambda: fake_slack.posts(thread=True), timeout=10)
     samples = wait_until(
-        lambda: (s := scrape(slack)) and value(s, "drillbot_reveals_posted_total", channel=CHANNEL) == 1 and s
+        lambda: (s := scrape(bot)) and value(s, "drillbot_reveals_posted_total", channel=CHANNEL) == 1 and s
     )
     assert value(samples, "drillbot_drills_posted_total", channel=CHANNEL) == 1
     assert value(samples, "drillbot_answers_recorded_total", channel=CHANNEL) == 1

@@ -248,6 +248,24 @@ def test_signed_malformed_event_shapes_never_5xx(start_bot, fake_slack):
     assert_serving(slack)
 
 
+def test_signed_envelope_whose_type_is_not_a_string_is_never_5xx(start_bot, fake_slack):
+    """A top-level `type` that is a list or an object (unhashable) is refused or acknowledged, not a 500."""
+    bot, slack, _drill_id, _drill_ts = open_drill(start_bot, fake_slack)
+    cases = [
+        ("application/json", b'{"type": []}'),
+        ("application/json", b'{"type": {"a": 1}, "event_id": "EvTYPE0001"}'),
+        ("application/json", b'{"type": ["event_callback"], "event": {"type": "message"}}'),
+        ("application/x-www-form-urlencoded", b"payload=" + json.dumps({"type": []}).encode()),
+        ("application/x-www-form-urlencoded", b"payload=" + json.dumps({"type": {"x": 1}, "actions": []}).encode()),
+    ]
+
+    wrong = _statuses_outside(slack, cases, 200, 500)
+
+    assert not wrong, "\n".join(map(repr, wrong))
+    assert answer_count(bot) == 0
+    assert_serving(slack)
+
+
 def test_healthz_reports_database_and_scheduler(start_bot):
     _bot, slack = start_bot(drill_schedule=NEVER)
 

@@ -190,3 +190,25 @@ def test_overrides_win_and_are_validated_too() -> None:
     assert settings.drill_managers == {"UA", "UB"}
     with pytest.raises(ConfigError, match="^DRILL_TIMEZONE: "):
         load_settings(_env_file=None, drill_timezone="Atlantis")
+
+
+def test_metrics_listener_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert defaults.metrics_port is None  # no metrics listener unless asked for
+    assert defaults.metrics_host == "127.0.0.1"
+    assert defaults.drill_slow_request_ms == 500
+    monkeypatch.setenv("METRICS_PORT", "9300")
+    monkeypatch.setenv("METRICS_HOST", "0.0.0.0")
+    monkeypatch.setenv("DRILL_SLOW_REQUEST_MS", "0")
+    settings = load_settings()
+    assert (settings.metrics_port, settings.metrics_host, settings.drill_slow_request_ms) == (9300, "0.0.0.0", 0)
+    monkeypatch.setenv("METRICS_PORT", "")
+    monkeypatch.setenv("METRICS_HOST", " ")
+    settings = load_settings()
+    assert settings.metrics_port is None and settings.metrics_host == "127.0.0.1"
+
+
+@pytest.mark.parametrize(("name", "value"), [("METRICS_PORT", "abc"), ("METRICS_PORT", "70000"),
+                                             ("DRILL_SLOW_REQUEST_MS", "-5"), ("DRILL_SLOW_REQUEST_MS", "fast")])
+def test_bad_server_settings_are_named(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    assert config_error(monkeypatch, **{name: value}).startswith(f"{name}: ")

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import re
-
 from slack_bolt import Ack, App
 
 from bot.drills import DrillService
@@ -14,13 +12,8 @@ __all__ = ["register"]
 def register(app: App, service: DrillService) -> None:
     app.event("message")(message_listener(service))
     app.event("app_home_opened")(ack=_ack, lazy=[home_publisher(service)])
-    # Every other event is acknowledged and ignored: Slack counts a 404 as a failed delivery.
-    app.event(re.compile(".*"))(_ignore)
+    # Every other event is acknowledged by the app's unhandled-request handler (bot/app.py).
 
 
 def _ack(ack: Ack) -> None:
     ack()
-
-
-def _ignore() -> None:
-    return None
