@@ -95,3 +95,19 @@ def test_upgrade_is_idempotent_and_commands_work_on_an_empty_database(database_u
             assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
     finally:
         db.dispose()
+
+
+def test_a_fresh_upgrade_is_one_transaction_holding_the_lock_throughout(tmp_path: Path) -> None:
+    """Regression: Alembic committed after every step, releasing the migration lock between steps, so a
+    second replica could apply a later step and the first re-ran it ("table ... already exists")."""
+    from sqlalchemy import event
+
+    db = Database(f"sqlite:///{tmp_path / 'fresh.db'}")
+    commits: list[str] = []
+    event.listen(db.engine, "commit", lambda _conn: commits.append("commit"))
+    try:
+        db.upgrade()
+        assert db.revision() == db.head()
+    finally:
+        db.dispose()
+    assert commits == ["commit"]

@@ -14,7 +14,6 @@ connection = context.config.attributes.get("connection")
 if connection is None:
     raise SystemExit("run migrations with `drillbot db upgrade`")
 
-context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
 sqlite = connection.dialect.name == "sqlite"
 if sqlite:
     # A batch migration copies a table and drops the old one; with foreign keys on, dropping `drills`
@@ -23,6 +22,11 @@ if sqlite:
 with connection.begin():
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    # Configured inside our transaction, Alembic runs every step in it: one commit at the end, so the lock
+    # (SQLite's write lock, the advisory lock) is held from the first step to the last. Configured before
+    # it, Alembic committed after each step and released the lock between steps, so a second process could
+    # apply a later step and the first then re-ran it from its stale plan ("table ... already exists").
+    context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
     # Under the lock, another process may have finished the upgrade already: Alembic re-reads the
     # current revision inside this transaction and has nothing left to do.
     context.run_migrations()
