@@ -12,11 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from bot import blocks
-from bot.domain.practice import pick_practice
 from bot.domain.questions import Question
 from bot.domain.streaks import Streak
 from bot.drills import DrillService
-from storage import repo
 
 __all__ = ["home_view_for", "next_practice_question", "own_streak", "public_leaderboard", "stats_for"]
 
@@ -34,37 +32,22 @@ def own_streak(service: DrillService, user_id: str, channel: str | None = None) 
 
 
 def stats_for(service: DrillService, user_id: str) -> blocks.Message:
-    with service.db.transaction() as session:
-        ratings = repo.ratings_by_category(session, user_id)
+    ratings = service.history.ratings(user_id)
     streak = own_streak(service, user_id) if service.programs else None
     return blocks.stats_message(streak, ratings, snoozed_until=service.snoozed_until(user_id))
 
 
 def next_practice_question(service: DrillService, user_id: str, terms: list[str]) -> Question | None:
     """The practice pick (see bot.domain.practice), remembered as seen."""
-    now = service.clock()
-    with service.db.transaction() as session:
-        seen = repo.practice_seen(session, user_id)
-        ratings = repo.ratings_by_category(session, user_id)
-        question = pick_practice(service.bank.matching(terms), seen=seen, ratings=ratings)
-        if question is not None and user_id:
-            repo.record_practice_view(session, user_id=user_id, question_id=question.id, now=now)
-    return question
+    return service.history.next_practice(user_id, terms)
 
 
 def _recent(service: DrillService, channel: str) -> list[blocks.RecentDrill]:
-    recent = []
-    with service.db.transaction() as session:
-        for drill in repo.recent_drills(session, channel, limit=10):
-            revealed = drill.reveal_ts is not None
-            count = drill.answer_count if revealed else repo.answerer_count(session, drill.id)
-            recent.append(blocks.RecentDrill(drill.day, service.question_of(drill), count, revealed))
-    return recent
+    return [blocks.RecentDrill(d.day, d.question, d.answered, d.revealed) for d in service.history.recent(channel)]
 
 
 def home_view_for(service: DrillService, user_id: str) -> dict[str, Any]:
-    with service.db.transaction() as session:
-        ratings = repo.ratings_by_category(session, user_id)
+    ratings = service.history.ratings(user_id)
     streaks: list[tuple[str, Streak | None]] = []
     recent: list[blocks.RecentDrill] = []
     managed: list[blocks.ManagedProgram] = []

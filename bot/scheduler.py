@@ -31,7 +31,6 @@ from apscheduler.events import (
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from bot.digest import send_digest
 from bot.drills import DrillService
 from bot.logs import bind
 from bot.metrics import Metrics
@@ -132,7 +131,7 @@ def build_scheduler(
         ("reveal", service.reveal_due),
         ("live_counts", service.refresh_live_counts),
         ("reminders", service.send_reminders),
-        ("digest", lambda: send_digest(service)),
+        ("digest", service.send_digest),
     )
     wrapped: dict[str, _QuietRepeats] = {}
     for name, job in jobs:

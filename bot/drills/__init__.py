@@ -17,6 +17,8 @@ from bot.domain.programs import Program
 from bot.domain.questions import Question, QuestionBank
 from bot.domain.streaks import Streak
 from bot.drills.answers import Answers, SealedResult
+from bot.drills.digest import Digest
+from bot.drills.history import History
 from bot.drills.live import LIVE_COUNT_INTERVAL, LiveMessage
 from bot.drills.loop import Loop, build_programs, describe_failure, utcnow
 from bot.drills.people import People
@@ -72,6 +74,8 @@ class DrillService:
         self.live = LiveMessage(self.loop)
         self.answers = Answers(self.loop)
         self.people = People(self.loop)
+        self.history = History(self.loop)
+        self.digest = Digest(self.loop)
 
     # The shared collaborators, read-only, for the modules that build views from them.
     @property
@@ -119,6 +123,9 @@ class DrillService:
         return self.loop.question_of(drill)
 
     # -- the steps, by name (scheduler jobs and CLI commands call these) -----------------------------
+
+    def send_digest(self) -> int:
+        return self.digest.send_due()
 
     def post_if_due(self) -> list[PostOutcome]:
         return self.posting.post_if_due()

@@ -34,7 +34,7 @@ def show_guidance(service: DrillService) -> Callable[..., None]:
         body: dict[str, Any], action: dict[str, Any], client: WebClient, respond: Respond
     ) -> None:
         question_id, _, filters = str(action.get("value") or "").partition("|")
-        question = service.bank.get(question_id)
+        question = service.history.practice_question(question_id)
         if question is not None:
             _show(question, body, client, respond, filters=filters, guidance=True)
 
