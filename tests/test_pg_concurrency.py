@@ -124,3 +124,55 @@ def test_rebuilds_and_folds_at_once_never_deadlock(service: DrillService) -> Non
     service.fold_streaks(CHANNEL)
     board = {s.user_id: s.total for s in service.leaderboard(CHANNEL)}
     assert board == {"UA": 6, "UB": 6}
+
+
+def test_a_snooze_that_changes_folded_history_and_a_fold_never_deadlock(service: DrillService) -> None:
+    """Deterministic interleaving: the snooze's transaction is held right after its first write while a fold
+    runs. Before the lock order, the snooze deleted `streaks` then updated every drill of the channel, the
+    fold updated its drills then deleted `streaks`: each waited for the other, and PostgreSQL aborted one
+    with a deadlock. Now the snooze only records that a rebuild is due, and the fold takes drills first."""
+    from sqlalchemy import event
+
+    today = NOW.date()
+    with service.db.transaction() as session:
+        for offset in range(-2, 4):  # three drills up to today, three after it
+            session.add(Drill(
+                channel=CHANNEL, day=today + timedelta(days=offset), question_id="q", status="closed",
+                ts=f"{1700000000 + offset + 10}.000100", deadline=NOW - timedelta(hours=1), answer_count=0,
+                attempts=1, streak_applied=offset <= 0,
+            ))
+        session.add(StreakState(channel=CHANNEL, user_id="UA", current=0, longest=0, total=0))
+    paused, release = threading.Event(), threading.Event()
+    snoozer: list[threading.Thread] = []
+
+    def hold_after_first_write(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        first_write = statement.startswith(("DELETE FROM streaks", "INSERT INTO streak_rebuilds"))
+        if snoozer and threading.current_thread() is snoozer[0] and first_write and not paused.is_set():
+            paused.set()
+            assert release.wait(10)
+
+    event.listen(service.db.engine, "after_cursor_execute", hold_after_first_write)
+    errors: list[BaseException] = []
+
+    def run(step) -> None:  # type: ignore[no-untyped-def]
+        try:
+            step()
+        except BaseException as exc:  # noqa: BLE001 - a deadlock is what this test looks for
+            errors.append(exc)
+
+    try:
+        snoozer.append(threading.Thread(target=run, args=(lambda: service.snooze("UA", today + timedelta(days=3)),)))
+        snoozer[0].start()
+        assert paused.wait(10), "the snooze never wrote"
+        folder = threading.Thread(target=run, args=(lambda: service.fold_streaks(CHANNEL),))
+        folder.start()
+        folder.join(0.5)
+        release.set()
+        snoozer[0].join(15)
+        folder.join(15)
+    finally:
+        event.remove(service.db.engine, "after_cursor_execute", hold_after_first_write)
+    assert not errors, errors
+    service.fold_streaks(CHANNEL)
+    with service.db.transaction() as session:
+        assert all(d.streak_applied for d in session.query(Drill))
