@@ -494,3 +494,19 @@ SEALED_SUBMIT_ERRORS = {
 
 def rating_saved(rating: str) -> str:
     return f"Saved: *{dict(RATE_CHOICES)[rating]}*. Your ratings per category are on the drillbot Home tab."
+
+
+def snooze_reply(until: date, *, stored: bool) -> str:
+    if not stored:
+        return f"{until.isoformat()} is in the past; snooze until a later date."
+    return f"Snoozed until {until.isoformat()}: drills you miss until then won't break your streak."
+
+
+def resume_reply(ended: bool) -> str:
+    return "Welcome back: drills count for your streak again." if ended else "You were not snoozed."
+
+
+def privacy_reply(private: bool) -> str:
+    if private:
+        return "Done: you are off the leaderboard (managers see a count, not your name). You still drill as usual."
+    return "Done: you are back on the leaderboard."

@@ -163,16 +163,16 @@ class DrillService:
     def today(self, channel: str | None = None) -> date:
         return self.people.today(channel)
 
-    def snooze(self, user_id: str, until: date) -> str:
+    def snooze(self, user_id: str, until: date) -> bool:
         return self.people.snooze(user_id, until)
 
-    def resume(self, user_id: str) -> str:
+    def resume(self, user_id: str) -> bool:
         return self.people.resume(user_id)
 
     def snoozed_until(self, user_id: str) -> date | None:
         return self.people.snoozed_until(user_id)
 
-    def set_private(self, user_id: str, private: bool) -> str:
+    def set_private(self, user_id: str, private: bool) -> None:
         return self.people.set_private(user_id, private)
 
     def private_users(self) -> set[str]:

@@ -20,34 +20,33 @@ class People:
         tz = program.schedule.tz if program else loop.settings.tz
         return loop.clock().astimezone(tz).date()
 
-    def snooze(self, user_id: str, until: date) -> str:
+    def snooze(self, user_id: str, until: date) -> bool:
+        """Snooze until `until` (inclusive); False when that date is already past."""
         today = self.today()
         if until < today:
-            return f"{until.isoformat()} is in the past; snooze until a later date."
+            return False
         with self.loop.db.transaction() as session:
             repo.add_snooze(session, user_id=user_id, first_day=today, last_day=until)
             for channel in repo.folded_since(session, today):  # today's drill already counted: rebuild
                 repo.request_streak_rebuild(session, channel, self.loop.clock())
-        return f"Snoozed until {until.isoformat()}: drills you miss until then won't break your streak."
+        return True
 
-    def resume(self, user_id: str) -> str:
+    def resume(self, user_id: str) -> bool:
+        """End the person's snooze; False when they were not snoozed."""
         today = self.today()
         with self.loop.db.transaction() as session:
             ended = repo.end_snooze(session, user_id=user_id, today=today)
             for channel in repo.folded_since(session, today) if ended else []:  # today's drill counts again
                 repo.request_streak_rebuild(session, channel, self.loop.clock())
-        return "Welcome back: drills count for your streak again." if ended else "You were not snoozed."
+        return ended
 
     def snoozed_until(self, user_id: str) -> date | None:
         with self.loop.db.transaction() as session:
             return repo.active_snooze_end(session, user_id, self.today())
 
-    def set_private(self, user_id: str, private: bool) -> str:
+    def set_private(self, user_id: str, private: bool) -> None:
         with self.loop.db.transaction() as session:
             repo.set_private(session, user_id, private)
-        if private:
-            return "Done: you are off the leaderboard (managers see a count, not your name). You still drill as usual."
-        return "Done: you are back on the leaderboard."
 
     def private_users(self) -> set[str]:
         with self.loop.db.transaction() as session:

@@ -30,7 +30,7 @@ def _snooze(service: DrillService, user_id: str, words: list[str]) -> str:
         until = None
     if until is None:
         return f"Use `{COMMAND} snooze until YYYY-MM-DD`, e.g. `{COMMAND} snooze until 2026-12-31`."
-    return service.snooze(user_id, until)
+    return blocks.snooze_reply(until, stored=service.snooze(user_id, until))
 
 
 def reply_for(text: str, user_id: str, service: DrillService, channel_id: str = "") -> blocks.Message:
@@ -56,12 +56,13 @@ def reply_for(text: str, user_id: str, service: DrillService, channel_id: str = 
     if first == "snooze":
         return _text(_snooze(service, user_id, words[1:]))
     if first == "resume":
-        return _text(service.resume(user_id))
+        return _text(blocks.resume_reply(service.resume(user_id)))
     if first == "private":
         choice = words[1].lower() if len(words) > 1 else ""
         if choice not in ("on", "off"):
             return _text(f"Use `{COMMAND} private on` or `{COMMAND} private off`.")
-        return _text(service.set_private(user_id, choice == "on"))
+        service.set_private(user_id, choice == "on")
+        return _text(blocks.privacy_reply(choice == "on"))
     if words and words[0].lower() == "categories":
         return blocks.categories_message(bank)
     unknown = bank.unknown_terms(words)
