@@ -191,11 +191,12 @@ def check(ctx: click.Context) -> None:
 
     categories = ", ".join(f"{c} {n}" for c, n in sorted(bank.categories.items()))
     difficulties = ", ".join(f"{d} {bank.difficulties.get(d, 0)}" for d in ("easy", "medium", "hard"))
-    next_slot = settings.schedule.next_slot(datetime.now(UTC)).strftime("%a %Y-%m-%d %H:%M %Z")
+    slot = settings.schedule.next_slot(datetime.now(UTC))
+    next_slot = f"next slot {slot.strftime('%a %Y-%m-%d %H:%M %Z')}" if slot else "drills only by `drillbot post`"
     where = (
         f"{len(programs)} programs ({', '.join(f'{p.name} in {p.channel}' for p in programs)})"
         if settings.drill_programs_file
-        else f"schedule '{settings.drill_schedule}' {settings.drill_timezone}, next slot {next_slot}"
+        else f"schedule '{settings.drill_schedule}' {settings.drill_timezone}, {next_slot}"
     )
     click.echo(f"OK: {len(bank.questions)} questions ({categories}; {difficulties}); {where}")
 
