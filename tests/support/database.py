@@ -177,8 +177,7 @@ def _postgres_copies() -> Iterator[_PostgresCopies]:
         _pg_execute(admin, f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
 
 
-def _migrated_sqlite(template: Path, directory: Path) -> str:
-    path = directory / SQLITE_FILE
+def _migrated_sqlite(template: Path, path: Path) -> str:
     shutil.copyfile(template, path)
     return f"sqlite:///{path}"
 
@@ -187,7 +186,7 @@ def _migrated_sqlite(template: Path, directory: Path) -> str:
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A migrated database for one test, on each backend: a SQLite file, a scratch PostgreSQL database."""
     if request.param == "sqlite":
-        yield _migrated_sqlite(request.getfixturevalue("_sqlite_template"), tmp_path)
+        yield _migrated_sqlite(request.getfixturevalue("_sqlite_template"), tmp_path / SQLITE_FILE)
     else:
         copies: _PostgresCopies = request.getfixturevalue("_postgres_copies")
         name = copies.take()
@@ -199,15 +198,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 def sqlite_url(_sqlite_template: Path, tmp_path: Path) -> str:
-    """A migrated SQLite file for one test (for tests whose subject does not depend on the backend)."""
-    return _migrated_sqlite(_sqlite_template, tmp_path)
+    """A migrated SQLite file for one test (for tests whose subject does not depend on the backend), apart
+    from `database_url`'s."""
+    return _migrated_sqlite(_sqlite_template, tmp_path / "single.db")
 
 
 @pytest.fixture(params=BACKENDS)
 def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database without any schema (no file yet, on SQLite), on each backend."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / SQLITE_FILE}"
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
     else:
         with _scratch_postgres() as url:
             yield url

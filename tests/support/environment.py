@@ -25,6 +25,7 @@ Env = dict[str, str]
 
 
 def bot_settings(slack_api_url: str, database_url: str, **overrides: Any) -> dict[str, Any]:
+    """The settings (field names) of a bot on the fake Slack at `slack_api_url` and `database_url`."""
     values: dict[str, Any] = {
         "slack_bot_token": BOT_TOKEN,
         "slack_signing_secret": SIGNING_SECRET,
@@ -72,7 +73,9 @@ def make_settings(fake_slack: FakeSlack, database_url: str) -> Callable[..., Set
     """`make_settings(**overrides)`: Settings for a bot in-process (weekdays at 10:00 UTC, a 6h window)."""
 
     def factory(**overrides: Any) -> Settings:
-        return Settings(_env_file=None, **bot_settings(fake_slack.url, database_url, **overrides))  # type: ignore[call-arg]
+        values = {"slack_api_url": fake_slack.url, "database_url": database_url, **overrides}
+        settings = bot_settings(values.pop("slack_api_url"), values.pop("database_url"), **values)
+        return Settings(_env_file=None, **settings)  # type: ignore[call-arg]
 
     return factory
 
@@ -86,7 +89,7 @@ def bot_env(fake_slack: FakeSlack, sqlite_url: str) -> Callable[..., Env]:
     """
 
     def factory(**overrides: Any) -> Env:
-        values = {"drill_schedule": "off", **overrides}
-        return as_environment(bot_settings(fake_slack.url, values.pop("database_url", sqlite_url), **values))
+        values = {"drill_schedule": "off", "slack_api_url": fake_slack.url, "database_url": sqlite_url, **overrides}
+        return as_environment(bot_settings(values.pop("slack_api_url"), values.pop("database_url"), **values))
 
     return factory

@@ -43,6 +43,7 @@ class BotProcess:
                 [sys.executable, "-m", "bot", *args], env=env, cwd=cwd, stdout=stdout, stderr=stderr
             )
         self._port: int | None = None
+        self._terminated = time.monotonic()
 
     # -- what it says ------------------------------------------------------------------------------
     @property
@@ -125,21 +126,33 @@ class BotProcess:
         self.process.kill()
         assert self.process.wait(timeout=10) == -signal.SIGKILL
 
-    def sigterm(self, timeout: float = 15) -> tuple[int, float]:
-        """SIGTERM; returns (exit code, seconds until the process was gone)."""
-        sent = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
+    def terminate(self) -> None:
+        """Send SIGTERM (if it is still running) and return at once."""
+        if self.process.poll() is None:
+            self._terminated = time.monotonic()
+            self.process.send_signal(signal.SIGTERM)
+
+    def wait_stopped(self, timeout: float = 15) -> tuple[int, float]:
+        """Wait for the exit after `terminate()`; returns (exit code, seconds since SIGTERM)."""
         try:
             code = self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=5)
             raise AssertionError(f"{self.name} still running {timeout:.0f}s after SIGTERM:\n{self.logs()[-3000:]}") from None
-        return code, time.monotonic() - sent
+        return code, time.monotonic() - self._terminated
 
-    def stop_cleanly(self) -> str:
-        """SIGTERM; it exits 0 and its output has no traceback and no token. Returns the output."""
-        code, _ = self.sigterm()
+    def sigterm(self, timeout: float = 15) -> tuple[int, float]:
+        """SIGTERM; returns (exit code, seconds until the process was gone)."""
+        self.terminate()
+        return self.wait_stopped(timeout)
+
+    def stop_cleanly(self, *, signalled: bool = False) -> str:
+        """SIGTERM (unless `signalled` already); it exits 0 and its output has no traceback and no token.
+        Returns the output."""
+        if not signalled:
+            self.terminate()
+        code, _ = self.wait_stopped()
         logs = self.logs()
         assert code == 0, f"{self.name} exited {code}:\n{logs[-3000:]}"
         assert_no_token(logs)
