@@ -53,8 +53,15 @@ class BotProcess:
     def logs(self) -> str:
         return self.out.read_text(errors="replace") + self.err.read_text(errors="replace")
 
+    def stdout(self) -> str:
+        return self.out.read_text(errors="replace")
+
     def stderr(self) -> str:
         return self.err.read_text(errors="replace")
+
+    def wait(self, timeout: float = 60) -> int:
+        """Wait for a one-shot command to exit; its exit code."""
+        return self.process.wait(timeout=timeout)
 
     def alive(self) -> None:
         """Raise (with its output) if the process has exited."""
