@@ -51,6 +51,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     "reveal_lateness.py": ([], ["| DRILL_TICK_SECONDS | drills | min s | median s | max s | bot RSS MB |"]),
 }
 DEADLINE_SECONDS = 100
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
 
 @pytest.fixture(scope="module")
