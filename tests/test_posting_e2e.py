@@ -140,6 +140,7 @@ def test_at_most_one_drill_per_channel_per_day_even_across_a_restart(
     bot, _ = start_bot(settings=settings, clock=clock)
     fake_slack.wait_for(lambda: fake_slack.posts(thread=False))
     ts = fake_slack.messages[CHANNEL][0]["ts"]
+    db.wait_recorded(bot, CHANNEL, ts)  # Slack has the message a moment before the bot records it
 
     again = bot.runtime.service.post_today()
     assert again.result == "exists"
