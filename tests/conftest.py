@@ -18,4 +18,5 @@ pytest_plugins = [
     "tests.support.cli",
     "tests.support.processes",
     "tests.support.markers",
+    "tests.support.scheduling",
 ]

@@ -11,4 +11,5 @@ tests/fakes/ (the fake Slack, signed requests, the workspace's tokens and channe
 - cli.py          `drillbot` in-process through click's CliRunner (`run_cli`)
 - processes.py    real `python -m bot` processes: `launch` (port 0 reported, SIGTERM/SIGKILL, logs)
 - markers.py      the `postgres`, `subprocess` and `slow` markers
+- scheduling.py   under pytest-xdist, the modules that start processes share one worker
 """
