@@ -13,12 +13,11 @@ from typing import Any
 
 import pytest
 
-# The modules whose tests start several `python -m bot` processes or hold stop deadlines. A test elsewhere
-# that starts one short process is marked `subprocess` too but needs no such care.
+# The modules whose tests start several `python -m bot` processes at once, or time a stop deadline. Tests
+# elsewhere that start one short process at a time (marked `subprocess` too) need no such care.
 PROCESS_MODULES = frozenset(
     {
         "tests/test_bench_smoke.py",
-        "tests/test_crash_safety.py",
         "tests/test_replicas.py",
         "tests/test_sigterm.py",
         "tests/test_sqlite_concurrency.py",
