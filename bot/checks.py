@@ -75,8 +75,11 @@ class CheckReport:
             where = f"{len(self.programs)} programs ({listed})"
         else:
             upcoming = settings.schedule.next_drill(now or datetime.now(UTC))
-            when = upcoming.strftime("%a %Y-%m-%d %H:%M %Z") if upcoming else "none (every slot is a skip date)"
-            where = f"schedule '{settings.drill_schedule}' {settings.drill_timezone}, next drill {when}"
+            if settings.schedule.off:
+                where = "DRILL_SCHEDULE=off: drills only by `drillbot post`"
+            else:
+                when = upcoming.strftime("%a %Y-%m-%d %H:%M %Z") if upcoming else "none (every slot is a skip date)"
+                where = f"schedule '{settings.drill_schedule}' {settings.drill_timezone}, next drill {when}"
             if not self.programs:
                 where += " (no DRILL_CHANNEL: nothing is scheduled)"
         return f"OK: {len(bank.questions)} questions ({categories}; {difficulties}); {where}"

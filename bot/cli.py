@@ -7,13 +7,16 @@ DRILLBOT_DEBUG=1.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import click
@@ -21,7 +24,7 @@ import click
 from bot.domain.questions import load_bank
 from bot.errors import ConfigError, DrillbotError
 from bot.logs import configure_logging, mask
-from bot.runtime import Bot, build_runtime
+from bot.runtime import Bot, Runtime, build_runtime
 from bot.settings import Settings, channel_problem, load_settings
 
 __all__ = ["main"]
@@ -37,9 +40,15 @@ def _secrets(settings: Settings | None) -> list[str]:
     return [v.get_secret_value() for v in values if v is not None]
 
 
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
 @dataclass
 class Context:
     settings: Settings | None = None
+    # "Now" for the drill loop; a caller running the commands in-process (the tests) may pass its own.
+    clock: Callable[[], datetime] = field(default=_now)
 
 
 def _fail(message: str, settings: Settings | None = None) -> NoReturn:
@@ -78,7 +87,7 @@ def main(ctx: click.Context, verbose: bool) -> None:
     Look first (no Slack app needed): drillbot preview, drillbot questions.
     Set up: drillbot manifest --socket (the app to create), then drillbot check.
     """
-    ctx.obj = Context()
+    ctx.ensure_object(Context)
     # One-shot commands report their outcome themselves, in one line; -v shows the logs behind it.
     configure_logging(logging.DEBUG if verbose else logging.CRITICAL)
 
@@ -90,6 +99,17 @@ def _settings(ctx: click.Context) -> Settings:
         level = logging.getLogger().level
         configure_logging(level, _secrets(state.settings), state.settings.drill_log_format)
     return state.settings
+
+
+@contextlib.contextmanager
+def _runtime(ctx: click.Context, settings: Settings, **options: Any) -> Iterator[Runtime]:
+    """The runtime of one command, closed when it is done (its connections closed)."""
+    runtime = build_runtime(settings, clock=ctx.ensure_object(Context).clock, **options)
+    try:
+        yield runtime
+    finally:
+        runtime.service.close()
+        runtime.db.dispose()
 
 
 # -- run ------------------------------------------------------------------------------------------
@@ -115,8 +135,8 @@ def run(ctx: click.Context, mode: str | None, port: int | None, host: str) -> No
             raise ConfigError(f"DRILL_CHANNEL {problem}")
     if settings.drill_channel is None:
         log.warning("DRILL_CHANNEL is not set: no scheduled drills, only /interview-question")
-    bot = Bot(build_runtime(settings, verify_token=True), mode=mode, host=host,
-              port=settings.port if port is None else port)
+    runtime = build_runtime(settings, verify_token=True, clock=ctx.ensure_object(Context).clock)
+    bot = Bot(runtime, mode=mode, host=host, port=settings.port if port is None else port)
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: Any) -> None:
@@ -148,7 +168,10 @@ def _log_started(bot: Bot) -> None:
     for program in runtime.service.programs:
         schedule = program.schedule
         upcoming = schedule.next_drill(now)
-        when = upcoming.strftime("%a %Y-%m-%d %H:%M %Z") if upcoming else "none (every slot is a skip date)"
+        if schedule.off:
+            when = "none (DRILL_SCHEDULE=off: only `drillbot post`)"
+        else:
+            when = upcoming.strftime("%a %Y-%m-%d %H:%M %Z") if upcoming else "none (every slot is a skip date)"
         name = "" if program.name == "default" else f" (program {program.name})"
         log.info(
             "drill channel %s%s: schedule '%s' %s, next drill %s", program.channel, name, schedule.crontab,
@@ -174,21 +197,22 @@ def post(ctx: click.Context, channel: str | None, force: bool) -> None:
 
     settings = _settings(ctx)
     settings.require("slack_bot_token")
-    service = build_runtime(settings).service
-    known = [p.channel for p in service.programs]
-    if channel is not None and known and channel not in known:
-        raise ConfigError(f"--channel {channel} is not a drill program's channel ({', '.join(known)})")
-    program = service.program_for(channel)
-    channel = program.channel
-    now = service.clock()
-    if program.schedule.skips(now) and not force:
-        day = program.schedule.local_date(now).isoformat()
-        click.echo(
-            f"Today ({day} in {program.schedule.tz.key}) is a skip date (DRILL_SKIP_DATES): nothing posted to "
-            f"{channel}. `drillbot post --force` posts anyway."
-        )
-        return
-    outcome = service.post_today(channel, retry_failed=True)
+    with _runtime(ctx, settings) as runtime:
+        service = runtime.service
+        known = [p.channel for p in service.programs]
+        if channel is not None and known and channel not in known:
+            raise ConfigError(f"--channel {channel} is not a drill program's channel ({', '.join(known)})")
+        program = service.program_for(channel)
+        channel = program.channel
+        now = service.clock()
+        if program.schedule.skips(now) and not force:
+            day = program.schedule.local_date(now).isoformat()
+            click.echo(
+                f"Today ({day} in {program.schedule.tz.key}) is a skip date (DRILL_SKIP_DATES): nothing posted "
+                f"to {channel}. `drillbot post --force` posts anyway."
+            )
+            return
+        outcome = service.post_today(channel, retry_failed=True)
     if outcome.result in (PostResult.POSTED, PostResult.ADOPTED):
         click.echo(f"Posted today's drill ({outcome.question_id}) to {channel}, ts {outcome.ts}.")
     elif outcome.result == PostResult.EXISTS:
@@ -212,7 +236,8 @@ def reveal(ctx: click.Context, due: bool) -> None:
     """Reveal the guidance of every open drill whose deadline has passed."""
     settings = _settings(ctx)
     settings.require("slack_bot_token")
-    revealed = build_runtime(settings).service.reveal_due(retry_failed=True)
+    with _runtime(ctx, settings) as runtime:
+        revealed = runtime.service.reveal_due(retry_failed=True)
     if revealed:
         click.echo(f"Revealed {len(revealed)} drill(s): {', '.join(str(i) for i in revealed)}.")
     else:
@@ -255,9 +280,9 @@ def check(ctx: click.Context, strict: bool, ask_slack: bool, mode: str | None) -
 def leaderboard(ctx: click.Context, fmt: str, channel: str | None) -> None:
     """Streaks of everyone with at least one counted answer."""
     settings = _settings(ctx)
-    service = build_runtime(settings, load_questions=bool(settings.drill_programs_file)).service
-    rows = service.leaderboard(channel)
-    private = service.private_users()
+    with _runtime(ctx, settings, load_questions=bool(settings.drill_programs_file)) as runtime:
+        rows = runtime.service.leaderboard(channel)
+        private = runtime.service.private_users()
     if fmt == "json":
         data = [
             {
@@ -354,13 +379,16 @@ def db_upgrade(ctx: click.Context) -> None:
 
     settings = _settings(ctx)
     database = Database(settings.database_url)
-    before = database.revision()
-    try:  # drills posted before they kept a copy of their question get one from the bank
-        bank = load_bank(settings.questions_file)
-    except QuestionBankError:
-        bank = None
-    database.upgrade(bank=bank)
-    after = database.revision()
+    try:
+        before = database.revision()
+        try:  # drills posted before they kept a copy of their question get one from the bank
+            bank = load_bank(settings.questions_file)
+        except QuestionBankError:
+            bank = None
+        database.upgrade(bank=bank)
+        after = database.revision()
+    finally:
+        database.dispose()
     click.echo(f"Database at revision {after}" + (" (unchanged)." if before == after else f" (was {before})."))
 
 
@@ -446,12 +474,12 @@ def export(ctx: click.Context, fmt: str, since: Any, channel: str | None) -> Non
     from bot.export import export as export_data
 
     settings = _settings(ctx)
-    runtime = build_runtime(settings, load_questions=bool(settings.drill_programs_file), metrics=False)
-    text = export_data(
-        runtime.db,
-        fmt=fmt,
-        since=since.date() if since else None,
-        channel=channel,
-        leaderboard=runtime.service.leaderboard,
-    )
+    with _runtime(ctx, settings, load_questions=bool(settings.drill_programs_file), metrics=False) as runtime:
+        text = export_data(
+            runtime.db,
+            fmt=fmt,
+            since=since.date() if since else None,
+            channel=channel,
+            leaderboard=runtime.service.leaderboard,
+        )
     click.echo(text, nl=False)

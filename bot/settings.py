@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from bot.domain.schedule import Schedule, parse_crontab, parse_timezone, parse_window
+from bot.domain.schedule import Schedule, parse_crontab, parse_schedule, parse_timezone, parse_window
 from bot.errors import ConfigError
 
 __all__ = [
@@ -149,8 +149,8 @@ class Settings(BaseSettings):
 
     @field_validator("drill_schedule")
     @classmethod
-    def _valid_crontab(cls, value: str) -> str:
-        return parse_crontab(value)
+    def _valid_schedule(cls, value: str) -> str:
+        return parse_schedule(value)
 
     @property
     def tz(self) -> ZoneInfo:

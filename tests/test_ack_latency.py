@@ -20,42 +20,13 @@ from bot.runtime import LISTENER_THREADS
 from storage import repo
 from storage.models import DrillStatus
 from tests.conftest import CHANNEL, SlackSender, reply_event
-from tests.fakes.slack import Call, FakeSlack
 
-NEVER = "0 0 1 1 *"  # the scheduler never posts on its own here
+NEVER = "off"  # the scheduler never posts on its own here
 SLOW = 5.0  # seconds every slow Slack call takes
 ACK_BUDGET = 3.0  # Slack's limit for an acknowledgement
 BUSY_COMMANDS = 24  # more than the listener threads
 
 T = TypeVar("T")
-
-
-def track_completion(fake: FakeSlack) -> None:
-    """Stamp each recorded Call with `finished` (time.time()) once the fake has sent its reply."""
-    local = threading.local()
-
-    class _Calls(list[Call]):
-        def append(self, call: Call) -> None:
-            local.call = call
-            super().append(call)
-
-    with fake.lock:
-        fake.calls = _Calls(fake.calls)
-    handle = fake._handle
-
-    def handle_and_stamp(request: Any) -> None:
-        local.call = None
-        try:
-            handle(request)
-        finally:
-            if local.call is not None:
-                local.call.finished = time.time()  # type: ignore[attr-defined]
-
-    fake._handle = handle_and_stamp  # type: ignore[method-assign]
-
-
-def finished(call: Call) -> float | None:
-    return getattr(call, "finished", None)
 
 
 def timed(fn: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[T, float]:
@@ -71,7 +42,6 @@ def assert_acked_fast(what: str, response: tuple[int, bytes], elapsed: float) ->
 
 
 def test_command_and_event_acks_stay_fast_while_response_url_is_slow(start_bot, fake_slack, database_url):
-    track_completion(fake_slack)
     bot, slack = start_bot(drill_schedule=NEVER, drill_answer_window="1h")
     outcome = bot.runtime.service.post_today()
     assert outcome.result == PostResult.POSTED and outcome.ts is not None
@@ -96,7 +66,7 @@ def test_command_and_event_acks_stay_fast_while_response_url_is_slow(start_bot, 
     )
     assert in_flight
     started = fake_slack.calls_to("response_url")
-    assert not any(finished(c) for c in started), "the slow responses must still be in flight"
+    assert not any(c.finished for c in started), "the slow responses must still be in flight"
 
     # Now one more command and one thread reply, while all of that is in flight.
     command_ack, command_elapsed = timed(
@@ -106,7 +76,7 @@ def test_command_and_event_acks_stay_fast_while_response_url_is_slow(start_bot, 
     event_ack, event_elapsed = timed(
         slack.event, reply_event(outcome.ts, user="UREPLY001", ts=reply_ts), event_id="EvLATE0001"
     )
-    still_busy = [c for c in fake_slack.calls_to("response_url") if not finished(c)]
+    still_busy = [c for c in fake_slack.calls_to("response_url") if not c.finished]
     assert_acked_fast("slash command sent while listeners are busy", command_ack, command_elapsed)
     assert_acked_fast("thread reply sent while listeners are busy", event_ack, event_elapsed)
     assert len(still_busy) >= min(LISTENER_THREADS, BUSY_COMMANDS), "the slow work ended before the check"
@@ -118,7 +88,7 @@ def test_command_and_event_acks_stay_fast_while_response_url_is_slow(start_bot, 
     expected = BUSY_COMMANDS + 1
 
     def all_answered() -> bool:
-        return len([c for c in fake_slack.calls_to("response_url") if finished(c)]) >= expected
+        return len([c for c in fake_slack.calls_to("response_url") if c.finished]) >= expected
 
     fake_slack.wait_for(all_answered, timeout=SLOW * 3)
     answers = fake_slack.calls_to("response_url")
@@ -127,7 +97,6 @@ def test_command_and_event_acks_stay_fast_while_response_url_is_slow(start_bot, 
 
 
 def test_event_acks_stay_fast_while_a_post_and_a_reveal_are_slow(start_bot, fake_slack, database_url):
-    track_completion(fake_slack)
     offset = [timedelta(0)]
 
     def clock() -> datetime:
@@ -147,7 +116,7 @@ def test_event_acks_stay_fast_while_a_post_and_a_reveal_are_slow(start_bot, fake
     try:
 
         def both_in_flight() -> bool:
-            calls = [c for c in fake_slack.calls_to("chat.postMessage") if not finished(c)]
+            calls = [c for c in fake_slack.calls_to("chat.postMessage") if not c.finished]
             return any(c.params.get("thread_ts") for c in calls) and any(not c.params.get("thread_ts") for c in calls)
 
         fake_slack.wait_for(both_in_flight, timeout=5)
@@ -159,7 +128,7 @@ def test_event_acks_stay_fast_while_a_post_and_a_reveal_are_slow(start_bot, fake
         command_ack, command_elapsed = timed(
             slack.command, "", user_id="UASKER002", response_url=fake_slack.response_url("during-post")
         )
-        in_flight = [c for c in fake_slack.calls_to("chat.postMessage") if not finished(c)]
+        in_flight = [c for c in fake_slack.calls_to("chat.postMessage") if not c.finished]
         assert_acked_fast("thread reply sent during a slow post and reveal", event_ack, event_elapsed)
         assert_acked_fast("slash command sent during a slow post and reveal", command_ack, command_elapsed)
         assert len(in_flight) == 2, "the post and the reveal were still in flight when the acks came back"
@@ -180,4 +149,4 @@ def test_event_acks_stay_fast_while_a_post_and_a_reveal_are_slow(start_bot, fake
     fake_slack.wait_for(revealed, timeout=SLOW * 2)
     with bot.runtime.db.transaction() as session:
         assert repo.answerer_count(session, today.drill_id) == 1
-    fake_slack.wait_for(lambda: [c for c in fake_slack.calls_to("response_url") if finished(c)], timeout=5)
+    fake_slack.wait_for(lambda: [c for c in fake_slack.calls_to("response_url") if c.finished], timeout=5)

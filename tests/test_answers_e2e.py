@@ -7,18 +7,19 @@ deletes and noise as Slack would, and reads back what the bot stored.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 
 from bot.drills import PostResult
 from storage import repo
-from storage.models import Answer, Drill
-from tests.conftest import CHANNEL, reply_event
+from storage.models import Answer
+from tests.fakes.events import reply_event
 from tests.fakes.slack import BOT_ID, BOT_USER_ID
+from tests.fakes.workspace import CHANNEL
 
-NEVER = "0 0 1 1 *"  # the scheduler does not post on its own during a test
+NEVER = "off"  # the scheduler does not post on its own during a test
 
 
 def open_drill(start_bot: Any, fake_slack: Any, **overrides: Any) -> tuple[Any, Any, int, str]:
@@ -240,17 +241,17 @@ def test_deleting_one_of_two_replies_keeps_the_person_counted(start_bot, fake_sl
 # -- the deadline ----------------------------------------------------------------------------------
 
 
-def test_reply_written_after_the_deadline_does_not_count(start_bot, fake_slack):
-    bot, slack, drill_id, drill_ts = open_drill(start_bot, fake_slack, drill_answer_window="2s")
-    with bot.runtime.db.transaction() as session:
-        deadline = session.get(Drill, drill_id).deadline
-    ok(slack.event(reply_event(drill_ts, user="UALICE")))  # in time
+def test_reply_written_after_the_deadline_does_not_count(start_bot, fake_slack, make_clock, db):
+    clock = make_clock(datetime.now(UTC), running=True)
+    bot, slack, drill_id, drill_ts = open_drill(start_bot, fake_slack, drill_answer_window="1h", clock=clock)
+    deadline = db.drill(bot, drill_id).deadline
+    ok(slack.event(reply_event(drill_ts, user="UALICE", ts=clock().timestamp())))  # in time
     assert answerers(bot, drill_id) == 1
 
     # The scheduler reveals once the deadline has passed; that is our signal, no fixed sleep.
+    clock.set(deadline + timedelta(seconds=1))
     fake_slack.wait_for(lambda: fake_slack.posts(thread=True), timeout=10)
-    fake_slack.wait_for(lambda: datetime.now(UTC) > deadline, timeout=5)
-    late_ts = f"{max(time.time(), deadline.timestamp()) + 0.5:.6f}"
+    late_ts = f"{deadline.timestamp() + 0.5:.6f}"
 
     status, _ = slack.event(reply_event(drill_ts, user="UBOB", ts=late_ts, text="too late"))
 

@@ -58,6 +58,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     ),
 }
 DEADLINE_SECONDS = 100
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
 
 @pytest.fixture(scope="module")

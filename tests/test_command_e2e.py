@@ -9,34 +9,21 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import yaml
 
-from tests.conftest import MANAGER, TEST_BANK, SlackSender, reply_event
-from tests.fakes.slack import FakeSlack
+from tests.fakes.events import SlackSender
+from tests.fakes.workspace import MANAGER, TEST_BANK
 
-NEVER = "0 0 1 1 *"  # the scheduler never posts a drill by itself during a test
+NEVER = "off"  # the scheduler never posts a drill by itself during a test
 
 BANK = yaml.safe_load(TEST_BANK.read_text(encoding="utf-8"))
 TITLES = {q["id"]: q["title"] for q in BANK["questions"]}
 CATEGORIES = sorted({q["category"] for q in BANK["questions"]})
 TAGS = sorted({t for q in BANK["questions"] for t in q["tags"]})
-
-
-def ask(
-    fake: FakeSlack, slack: SlackSender, text: str, *, user_id: str = "UASKER01", timeout: float = 5
-) -> dict[str, Any]:
-    """Send the command, check the ack, and return the reply posted to the response_url."""
-    before = len(fake.calls_to("response_url"))
-    status, body = slack.command(text, user_id=user_id, response_url=fake.response_url("x"))
-    assert status == 200, body
-    assert body == b""
-    calls = fake.wait_for(lambda: fake.calls_to("response_url")[before:], timeout=timeout)
-    assert len(calls) == 1, f"one command, one reply; got {len(calls)}"
-    return calls[0].params
 
 
 def everything(reply: dict[str, Any]) -> str:
@@ -55,7 +42,7 @@ def title_in(reply: dict[str, Any]) -> str:
 
 def test_ack_is_fast_while_slack_posting_is_slow(start_bot, fake_slack):
     bot, slack = start_bot(drill_schedule=NEVER)
-    fake_slack.delays["chat.postMessage"] = 2
+    fake_slack.delays["chat.postMessage"] = 10
     posting = threading.Thread(target=bot.runtime.service.post_today, name="background-post")
     posting.start()
     try:
@@ -69,7 +56,9 @@ def test_ack_is_fast_while_slack_posting_is_slow(start_bot, fake_slack):
         reply = fake_slack.wait_for(lambda: fake_slack.calls_to("response_url"), timeout=5)[0].params
         assert reply["response_type"] == "ephemeral"
         title_in(reply)
+        assert not fake_slack.calls_to("chat.postMessage")[0].finished, "the post was still in flight"
     finally:
+        fake_slack.delays.pop("chat.postMessage")  # Slack answers the post now
         posting.join(timeout=10)
     assert not posting.is_alive()
     assert len(fake_slack.posts(thread=False)) == 1
@@ -77,31 +66,34 @@ def test_ack_is_fast_while_slack_posting_is_slow(start_bot, fake_slack):
 
 def test_ack_does_not_wait_for_the_answer(start_bot, fake_slack):
     _bot, slack = start_bot(drill_schedule=NEVER)
-    fake_slack.delays["response_url"] = 2.5
+    fake_slack.delays["response_url"] = 10
     started = time.monotonic()
     status, body = slack.command("help", response_url=fake_slack.response_url("x"))
     elapsed = time.monotonic() - started
     assert status == 200 and body == b""
     assert elapsed < 1.5, f"ack took {elapsed:.2f}s: it waited for the response_url post"
-    reply = fake_slack.wait_for(lambda: fake_slack.calls_to("response_url"), timeout=5)[0].params
+    in_flight = fake_slack.wait_for(lambda: fake_slack.calls_to("response_url"), timeout=5)
+    assert not in_flight[0].finished, "the answer was already sent: the ack may have waited for it"
+    fake_slack.delays.pop("response_url")  # Slack takes the answer now
+    reply = fake_slack.wait_for(lambda: [c for c in fake_slack.calls_to("response_url") if c.finished])[0].params
     assert "/interview-question" in everything(reply)
 
 
 # -- practice questions ---------------------------------------------------------------------------
 
 
-def test_no_argument_gives_an_ephemeral_question_from_the_bank(start_bot, fake_slack):
+def test_no_argument_gives_an_ephemeral_question_from_the_bank(start_bot, fake_slack, ask):
     _bot, slack = start_bot(drill_schedule=NEVER)
-    reply = ask(fake_slack, slack, "")
+    reply = ask(slack, "")
     assert reply["response_type"] == "ephemeral"
     question_id = title_in(reply)
     assert TITLES[question_id] in everything(reply)
     assert not fake_slack.posts(), "a practice question is never posted to the channel"
 
 
-def test_help_shows_usage(start_bot, fake_slack):
+def test_help_shows_usage(start_bot, fake_slack, ask):
     _bot, slack = start_bot(drill_schedule=NEVER)
-    reply = ask(fake_slack, slack, "help")
+    reply = ask(slack, "help")
     assert reply["response_type"] == "ephemeral"
     shown = everything(reply)
     assert "/interview-question" in shown
@@ -111,29 +103,29 @@ def test_help_shows_usage(start_bot, fake_slack):
     assert not any(title in shown for title in TITLES.values()), "help is usage, not a question"
 
 
-def test_filters_narrow_the_pick(start_bot, fake_slack):
+def test_filters_narrow_the_pick(start_bot, fake_slack, ask):
     _bot, slack = start_bot(drill_schedule=NEVER)
     expected = {"caching": {"cache-stampede"}, "isolation-levels": {"isolation-anomalies"}, "easy": {"idempotent-api"}}
     for word, wanted in expected.items():
-        picked = {title_in(ask(fake_slack, slack, word)) for _ in range(10)}
+        picked = {title_in(ask(slack, word)) for _ in range(10)}
         assert picked == wanted, f"/interview-question {word} gave {picked}"
     # Several words must all match: databases + hard is the isolation question; mixed case is accepted.
-    picked = {title_in(ask(fake_slack, slack, "Databases HARD")) for _ in range(3)}
+    picked = {title_in(ask(slack, "Databases HARD")) for _ in range(3)}
     assert picked == {"isolation-anomalies"}
 
 
-def test_filters_that_match_nothing_together_say_so(start_bot, fake_slack):
+def test_filters_that_match_nothing_together_say_so(start_bot, fake_slack, ask):
     _bot, slack = start_bot(drill_schedule=NEVER)
-    reply = ask(fake_slack, slack, "caching easy")
+    reply = ask(slack, "caching easy")
     shown = everything(reply)
     assert reply["response_type"] == "ephemeral"
     assert "No question matches" in shown
     assert not any(title in shown for title in TITLES.values())
 
 
-def test_unknown_argument_lists_categories_and_tags(start_bot, fake_slack):
+def test_unknown_argument_lists_categories_and_tags(start_bot, fake_slack, ask):
     _bot, slack = start_bot(drill_schedule=NEVER)
-    reply = ask(fake_slack, slack, "kubernetes")
+    reply = ask(slack, "kubernetes")
     assert reply["response_type"] == "ephemeral"
     shown = everything(reply)
     assert "kubernetes" in shown
@@ -142,9 +134,9 @@ def test_unknown_argument_lists_categories_and_tags(start_bot, fake_slack):
     assert not any(title in shown for title in TITLES.values())
 
 
-def test_unknown_argument_is_echoed_escaped(start_bot, fake_slack):
+def test_unknown_argument_is_echoed_escaped(start_bot, fake_slack, ask, seed_two_days):
     _bot, slack = start_bot(drill_schedule=NEVER)
-    reply = ask(fake_slack, slack, "<!channel> <@U123> &")
+    reply = ask(slack, "<!channel> <@U123> &")
     shown = everything(reply)
     assert "<!channel>" not in shown
     assert "<@U123>" not in shown
@@ -158,36 +150,31 @@ def test_unknown_argument_is_echoed_escaped(start_bot, fake_slack):
 # -- leaderboard ----------------------------------------------------------------------------------
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
+@pytest.fixture
+def seed_two_days(start_bot: Any, make_clock: Any) -> Any:
+    """`seed_two_days()`: two closed drills (UALICE answered both, UBOB only the first); returns the sender."""
 
-    def __call__(self) -> datetime:
-        return self.now
+    def seed() -> SlackSender:
+        real_now = datetime.now(UTC)
+        clock = make_clock(real_now - timedelta(days=2))
+        bot, slack = start_bot(drill_schedule=NEVER, drill_answer_window="1h", clock=clock)
+        service = bot.runtime.service
+        answers = {0: ["UALICE", "UBOB"], 1: ["UALICE"]}
+        for day, users in answers.items():
+            clock.set(real_now - timedelta(days=2 - day))
+            outcome = service.post_today()
+            assert outcome.result == "posted", outcome
+            for n, user in enumerate(users):
+                slack.reply(str(outcome.ts), user=user, at=clock.moment + timedelta(minutes=1 + n), text=f"answer by {user}")
+        clock.set(real_now)
+        return slack
 
-
-def seed_two_days(start_bot: Callable[..., Any], fake_slack: FakeSlack) -> SlackSender:
-    """Two closed drills: UALICE answered both, UBOB only the first."""
-    real_now = datetime.now(UTC)
-    clock = Clock(real_now - timedelta(days=2))
-    bot, slack = start_bot(drill_schedule=NEVER, drill_answer_window="1h", clock=clock)
-    service = bot.runtime.service
-    answers = {0: ["UALICE", "UBOB"], 1: ["UALICE"]}
-    for day, users in answers.items():
-        clock.now = real_now - timedelta(days=2 - day)
-        outcome = service.post_today()
-        assert outcome.result == "posted", outcome
-        for n, user in enumerate(users):
-            ts = (clock.now + timedelta(minutes=1 + n)).timestamp()
-            status, _ = slack.event(reply_event(str(outcome.ts), user=user, ts=ts, text=f"answer by {user}"))
-            assert status == 200
-    clock.now = real_now
-    return slack
+    return seed
 
 
-def test_leaderboard_for_a_manager_lists_streaks_by_mention(start_bot, fake_slack):
-    slack = seed_two_days(start_bot, fake_slack)
-    reply = ask(fake_slack, slack, "leaderboard", user_id=MANAGER)
+def test_leaderboard_for_a_manager_lists_streaks_by_mention(start_bot, fake_slack, ask, seed_two_days):
+    slack = seed_two_days()
+    reply = ask(slack, "leaderboard", user=MANAGER)
     assert reply["response_type"] == "ephemeral"
     shown = everything(reply)
     assert "<@UALICE>" in shown and "<@UBOB>" in shown
@@ -199,9 +186,9 @@ def test_leaderboard_for_a_manager_lists_streaks_by_mention(start_bot, fake_slac
     assert lines.index(alice) < lines.index(bob), "the longer current streak ranks first"
 
 
-def test_leaderboard_for_anyone_else_is_a_polite_refusal(start_bot, fake_slack):
-    slack = seed_two_days(start_bot, fake_slack)
-    reply = ask(fake_slack, slack, "leaderboard", user_id="UNOTMANAGER")
+def test_leaderboard_for_anyone_else_is_a_polite_refusal(start_bot, fake_slack, ask, seed_two_days):
+    slack = seed_two_days()
+    reply = ask(slack, "leaderboard", user="UNOTMANAGER")
     assert reply["response_type"] == "ephemeral"
     shown = everything(reply)
     assert "<@" not in shown

@@ -6,24 +6,19 @@ reveals, self-ratings); then the running bot, on an injected clock, sends the di
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import yaml
 from sqlalchemy import select
 
 from bot.runtime import build_runtime
-from storage.db import Database
 from storage.models import DigestSent
-from tests.conftest import CHANNEL, TEST_BANK
 from tests.fakes.slack import Failure, FakeSlack
-from tests.test_programs_e2e import Clock, utc, wait_ticks
+from tests.fakes.workspace import CHANNEL, TEST_BANK
 
 BANK = {q["id"]: q for q in yaml.safe_load(TEST_BANK.read_text(encoding="utf-8"))["questions"]}
-NEVER = "0 0 1 1 *"  # the scheduler posts no drill by itself here: the only posts are the DMs
 WEEKLY = "0 9 * * 1"  # Mondays 09:00 (DRILL_TIMEZONE, UTC here)
 MANAGERS = ("UMGRONE01", "UMGRTWO02")
 DIGEST_MONDAY = date(2024, 3, 11)
@@ -40,21 +35,24 @@ ANSWERS = {
 PRIVATE = ("UCAROL", "UERIN")
 
 
+def utc(day: date, hh: int, mm: int = 0, ss: int = 0) -> datetime:
+    return datetime(day.year, day.month, day.day, hh, mm, ss, tzinfo=UTC)
+
+
 def digest_settings(make_settings: Any, **overrides: Any) -> Any:
     values: dict[str, Any] = {
-        "drill_schedule": NEVER,
+        "drill_schedule": "off",  # the scheduler posts no drill by itself here: the only posts are the DMs
         "drill_answer_window": "1h",
         "drill_digest": WEEKLY,
         "drill_managers": ",".join(MANAGERS),
-        "drill_tick_seconds": 0.05,
     }
     values.update(overrides)
     return make_settings(**values)
 
 
-def seed_week(settings: Any) -> dict[date, str]:
+def seed_week(settings: Any, clock: Any) -> dict[date, str]:
     """The drills of ANSWERS, closed, with self-ratings; returns each day's question id."""
-    clock = Clock(utc(date(2024, 3, 3), 10))
+    clock.set(utc(date(2024, 3, 3), 10))
     runtime = build_runtime(settings, clock=clock)
     service = runtime.service
     questions: dict[date, str] = {}
@@ -87,17 +85,6 @@ def seed_week(settings: Any) -> dict[date, str]:
     return questions
 
 
-@contextlib.contextmanager
-def bot_db(settings: Any) -> Iterator[Any]:
-    """A session on the test's database, through an engine of its own."""
-    db = Database(settings.database_url)
-    try:
-        with db.transaction() as session:
-            yield session
-    finally:
-        db.dispose()
-
-
 def dms(fake: FakeSlack) -> list[dict[str, Any]]:
     return [c.params for c in fake.posts() if c.params.get("channel") in MANAGERS]
 
@@ -108,27 +95,32 @@ def text_of(message: dict[str, Any]) -> str:
     )
 
 
-def test_weekly_digest_goes_to_each_manager_once(start_bot, make_settings, fake_slack):
+def test_weekly_digest_goes_to_each_manager_once(start_bot, make_settings, fake_slack, make_clock, wait_ticks, db):
     settings = digest_settings(make_settings)
-    questions = seed_week(settings)
+    questions = seed_week(settings, make_clock())
     seeded_posts = len(fake_slack.posts())
 
     # Sunday 09:00 and Monday 08:59:50: not a digest slot.
-    clock = Clock(utc(DIGEST_MONDAY - timedelta(days=1), 9, 0, 5))
-    start_bot(settings=settings, clock=clock)
-    start_bot(settings=settings, clock=clock)  # a replica on the same database
-    wait_ticks(clock, reads=30)
+    clock = make_clock(utc(DIGEST_MONDAY - timedelta(days=1), 9, 0, 5))
+    first, _ = start_bot(settings=settings, clock=clock)
+    replica, _ = start_bot(settings=settings, clock=clock)  # a replica on the same database
+    both = (first, replica)
+    for bot in both:
+        wait_ticks(bot)
     clock.set(utc(DIGEST_MONDAY, 8, 59, 50))
-    wait_ticks(clock, reads=30)
+    for bot in both:
+        wait_ticks(bot)
     assert len(fake_slack.posts()) == seeded_posts, "nothing before Monday 09:00"
 
     clock.set(utc(DIGEST_MONDAY, 9, 0, 5))
     fake_slack.wait_for(lambda: len(dms(fake_slack)) >= len(MANAGERS), timeout=10)
-    wait_ticks(clock, reads=40)
+    for bot in both:
+        wait_ticks(bot)
     clock.set(utc(DIGEST_MONDAY, 9, 30))
-    wait_ticks(clock, reads=40)
-    start_bot(settings=settings, clock=clock)  # a restart within the hour
-    wait_ticks(clock, reads=40)
+    for bot in both:
+        wait_ticks(bot)
+    restarted, _ = start_bot(settings=settings, clock=clock)  # a restart within the hour
+    wait_ticks(restarted)
     sent = dms(fake_slack)
     assert sorted(m["channel"] for m in sent) == sorted(MANAGERS), "exactly one DM per manager, by user id"
     assert len(fake_slack.posts()) == seeded_posts + len(MANAGERS), "nothing else was posted"
@@ -154,40 +146,40 @@ def test_weekly_digest_goes_to_each_manager_once(start_bot, make_settings, fake_
     # Weakest categories from the self-ratings, weakest first.
     assert "databases (0.0/2), apis (1.0/2), caching (2.0/2)" in body
 
-    with bot_db(settings) as session:
+    with db.session(settings.database_url) as session:
         claims = list(session.scalars(select(DigestSent)))
         assert len(claims) == 2 and len({c.slot for c in claims}) == 1  # one per manager, one slot
 
 
-def test_a_slot_missed_by_more_than_an_hour_is_not_sent_late(start_bot, make_settings, fake_slack):
+def test_a_slot_missed_by_more_than_an_hour_is_not_sent_late(start_bot, make_settings, fake_slack, make_clock, wait_ticks, db):
     settings = digest_settings(make_settings)
     # The bot was down over Monday 09:00 and comes back at 10:00:01: too late for this week.
-    clock = Clock(utc(DIGEST_MONDAY, 10, 0, 1))
-    start_bot(settings=settings, clock=clock)
-    wait_ticks(clock, reads=40)
+    clock = make_clock(utc(DIGEST_MONDAY, 10, 0, 1))
+    bot, _ = start_bot(settings=settings, clock=clock)
+    wait_ticks(bot)
     clock.set(utc(DIGEST_MONDAY, 15))
-    wait_ticks(clock, reads=20)
+    wait_ticks(bot)
     assert dms(fake_slack) == []
-    with bot_db(settings) as session:
+    with db.session(settings.database_url) as session:
         assert list(session.scalars(select(DigestSent))) == []
 
     # Next week it is back at 09:40, within the hour after the slot: that one is caught up, once.
     clock.set(utc(DIGEST_MONDAY + timedelta(days=7), 9, 40))
     fake_slack.wait_for(lambda: len(dms(fake_slack)) >= len(MANAGERS), timeout=10)
-    wait_ticks(clock, reads=40)
+    wait_ticks(bot)
     assert sorted(m["channel"] for m in dms(fake_slack)) == sorted(MANAGERS)
     assert "No drills this week." in text_of(dms(fake_slack)[0])
 
 
-def test_a_dm_slack_refused_for_a_moment_still_reaches_its_manager(start_bot, make_settings, fake_slack):
+def test_a_dm_slack_refused_for_a_moment_still_reaches_its_manager(start_bot, make_settings, fake_slack, make_clock, wait_ticks):
     """'Exactly once per slot': a DM that Slack refused (HTTP 500, nothing posted) is not simply lost."""
     settings = digest_settings(make_settings)
     fake_slack.fail_next("chat.postMessage", Failure(status=500))  # the first DM (managers go in order)
-    clock = Clock(utc(DIGEST_MONDAY, 9, 0, 5))
-    start_bot(settings=settings, clock=clock)
+    clock = make_clock(utc(DIGEST_MONDAY, 9, 0, 5))
+    bot, _ = start_bot(settings=settings, clock=clock)
     fake_slack.wait_for(lambda: len(fake_slack.calls_to("chat.postMessage")) >= len(MANAGERS), timeout=10)
     for minutes in (1, 5, 15, 30, 50):  # well within the hour after the slot
         clock.set(utc(DIGEST_MONDAY, 9, minutes))
-        wait_ticks(clock, reads=30)
+        wait_ticks(bot)
     delivered = sorted(m["channel"] for m in dms(fake_slack))
     assert delivered == sorted(MANAGERS), f"delivered to {delivered} only"

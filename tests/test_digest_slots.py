@@ -14,8 +14,8 @@ from bot.drills import DrillService
 from bot.drills.digest import digest_slot
 from bot.settings import Settings
 from storage.db import Database
-from tests.conftest import CHANNEL, TEST_BANK
 from tests.fakes.recording_slack import RecordingSlack
+from tests.fakes.workspace import CHANNEL, TEST_BANK
 
 NEW_YORK = ZoneInfo("America/New_York")
 # 2026-11-01: DST ends in New York at 02:00 EDT, so 01:30 happens twice: 05:30 UTC (EDT) and 06:30 UTC (EST).

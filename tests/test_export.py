@@ -11,24 +11,14 @@ from typing import Any
 
 import pytest
 
-import bot.cli
 from bot.export import CSV_COLUMNS, export
 from bot.runtime import Runtime, build_runtime
-from tests.conftest import CHANNEL, reply_event
+from tests.fakes.events import reply_event
 from tests.fakes.slack import BOT_USER_ID
-from tests.test_cli import cli, cli_env  # noqa: F401 (fixture)
+from tests.fakes.workspace import CHANNEL
 
-NEVER = "0 0 1 1 *"
 TRICKY = 'Shard by tenant, "hash" it\nthen, replicate; ünïcode ✓'
 MONDAY = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass
@@ -39,33 +29,33 @@ class History:
     database_url: str
 
 
-def _reply(runtime: Runtime, clock: Clock, drill_ts: str, user: str, text: str, after: int = 60) -> str:
-    ts = f"{clock.now.timestamp() + after:.6f}"
+def _reply(runtime: Runtime, clock: Any, drill_ts: str, user: str, text: str, after: int = 60) -> str:
+    ts = f"{clock.moment.timestamp() + after:.6f}"
     outcome = runtime.service.handle_message_event(reply_event(drill_ts, user=user, ts=ts, text=text), BOT_USER_ID)
     assert outcome == "answer recorded", outcome
     return ts
 
 
 @pytest.fixture
-def history(make_settings, fake_slack, database_url) -> Any:
+def history(make_settings, make_clock, database_url) -> Any:
     """Three drills: Monday (Alice, Bob; Carol answered then deleted), Tuesday (Alice, sealed), Wednesday
     (Alice; still open)."""
-    clock = Clock(MONDAY)
-    runtime = build_runtime(make_settings(drill_schedule=NEVER, drill_answer_window="1h"), clock=clock)
+    clock = make_clock(MONDAY)
+    runtime = build_runtime(make_settings(drill_schedule="off", drill_answer_window="1h"), clock=clock)
     service = runtime.service
     ids, days = [], []
     for day in range(3):
-        clock.now = MONDAY + timedelta(days=day)
+        clock.set(MONDAY + timedelta(days=day))
         outcome = service.post_today()
         assert outcome.result == "posted"
         assert outcome.drill_id is not None and outcome.ts is not None
         ids.append(outcome.drill_id)
-        days.append(clock.now.date())
+        days.append(clock.moment.date())
         if day == 0:
             _reply(runtime, clock, outcome.ts, "UALICE", "plain answer")
             _reply(runtime, clock, outcome.ts, "UBOB", TRICKY, after=120)
             carol = _reply(runtime, clock, outcome.ts, "UCAROL", "oops, wrong thread", after=180)
-            deleted_at = f"{clock.now.timestamp() + 240:.6f}"
+            deleted_at = f"{clock.moment.timestamp() + 240:.6f}"
             withdrawn = service.handle_message_event(
                 {"type": "message", "subtype": "message_deleted", "channel": CHANNEL, "ts": deleted_at,
                  "event_ts": deleted_at, "deleted_ts": carol, "previous_message": {"ts": carol, "user": "UCAROL"}},
@@ -77,10 +67,11 @@ def history(make_settings, fake_slack, database_url) -> Any:
         else:
             _reply(runtime, clock, outcome.ts, "UALICE", "still open")
         if day < 2:
-            clock.now += timedelta(hours=2)
+            clock.advance(hours=2)
             assert service.reveal_due() == [outcome.drill_id]
-    clock.now = MONDAY + timedelta(days=2, minutes=30)  # Wednesday's drill is open
+    clock.set(MONDAY + timedelta(days=2, minutes=30))  # Wednesday's drill is open
     yield History(runtime, ids, days, database_url)
+    runtime.service.close()
     runtime.db.dispose()
 
 
@@ -171,7 +162,7 @@ def test_csv_is_one_row_per_answer_with_its_drill(history):
 
 
 def test_an_empty_database_exports_empty_tables(make_settings):
-    runtime = build_runtime(make_settings(drill_schedule=NEVER))
+    runtime = build_runtime(make_settings(drill_schedule="off"))
     try:
         assert json.loads(export(runtime.db, fmt="json")) == {"drills": [], "answers": [], "streaks": []}
         assert export(runtime.db, fmt="csv") == ",".join(CSV_COLUMNS) + "\n"
@@ -181,21 +172,20 @@ def test_an_empty_database_exports_empty_tables(make_settings):
         runtime.db.dispose()
 
 
-@pytest.mark.skipif("export" not in bot.cli.main.commands, reason="`drillbot export` is not wired in bot/cli.py yet")
-def test_drillbot_export_prints_the_export(history, cli_env, tmp_path):
-    env = dict(cli_env, DATABASE_URL=history.database_url)
-    result = cli(env, tmp_path, "export", "--format", "json")
+def test_drillbot_export_prints_the_export(history, run_cli):
+    on_history = {"DATABASE_URL": history.database_url}
+    result = run_cli("export", "--format", "json", **on_history)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert [d["id"] for d in data["drills"]] == history.drill_ids
     assert len(data["answers"]) == 4
     assert [s["user_id"] for s in data["streaks"]] == ["UALICE", "UBOB"]
 
-    result = cli(env, tmp_path, "export", "--format", "csv", "--since", history.days[1].isoformat(),
-                 "--channel", CHANNEL)
+    result = run_cli("export", "--format", "csv", "--since", history.days[1].isoformat(), "--channel", CHANNEL,
+                     **on_history)
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [r["user_id"] for r in rows] == ["UALICE", "UALICE"]
 
-    bad = cli(env, tmp_path, "export", "--format", "csv", "--since", "yesterday")
+    bad = run_cli("export", "--format", "csv", "--since", "yesterday", **on_history)
     assert bad.returncode != 0

@@ -40,8 +40,8 @@ from bot.settings import Settings
 from storage import repo
 from storage.db import Database
 from storage.models import Answer, Drill
-from tests.conftest import CHANNEL, TEST_BANK, scratch_postgres_database
 from tests.fakes.recording_slack import REFUSALS, UNCERTAIN, Crash, RecordingSlack
+from tests.fakes.workspace import CHANNEL, TEST_BANK
 
 START = datetime(2026, 1, 5, 9, 58, tzinfo=UTC)  # a Monday, just before the 10:00 drill
 USERS = ("UANNA", "UBEN", "UCARA")
@@ -357,22 +357,15 @@ def test_drill_loop_model_sqlite() -> None:
 
 
 @pytest.mark.postgres
-def test_drill_loop_model_postgresql() -> None:
-    """The same model on PostgreSQL (skipped, saying why, when no server is reachable)."""
+def test_drill_loop_model_postgresql(postgres_databases) -> None:  # type: ignore[no-untyped-def]
+    """The same model on PostgreSQL (skipped, saying why, when no server is reachable): a fresh migrated
+    database for every example."""
 
     class OnPostgres(DrillLoopMachine):
         def _url(self) -> str:
             if not hasattr(self, "_pg"):
-                self._pg_cm = scratch_postgres_database()
-                self._pg = self._pg_cm.__enter__()
+                self._pg = postgres_databases()
             return self._pg
-
-        def teardown(self) -> None:
-            try:
-                super().teardown()
-            finally:
-                if hasattr(self, "_pg_cm"):
-                    self._pg_cm.__exit__(None, None, None)
 
     OnPostgres.TestCase.settings = settings(MODEL_SETTINGS, max_examples=15)
     OnPostgres.TestCase().runTest()

@@ -19,8 +19,8 @@ from bot.settings import Settings
 from bot.slack_api import SlackGateway, make_client
 from storage.db import Database
 from storage.models import Answer, Drill, StreakState
-from tests.conftest import BOT_TOKEN, CHANNEL, TEST_BANK
 from tests.fakes.slack import Failure, FakeSlack
+from tests.fakes.workspace import BOT_TOKEN, CHANNEL, TEST_BANK
 
 # A weekday at the 10:00 slot, on the day the fake Slack's message timestamps fall (1_700_000_000 and on).
 MONDAY_10 = datetime(2023, 11, 14, 10, 0, tzinfo=UTC)

@@ -5,22 +5,14 @@ from __future__ import annotations
 import io
 import json
 import logging
-import signal
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-import bot.cli
 from bot.logs import bind, configure_logging, make_handler
-from tests.conftest import BOT_TOKEN, CHANNEL, SIGNING_SECRET, reply_event
-from tests.test_cli import assert_no_token, cli_env, free_port  # noqa: F401 (fixture)
+from tests.fakes.events import reply_event
+from tests.fakes.workspace import BOT_TOKEN, CHANNEL, SIGNING_SECRET, assert_no_token
 
 SECRETS = [BOT_TOKEN, SIGNING_SECRET]
 
@@ -157,7 +149,7 @@ def test_one_json_line_per_request_and_per_job_run_with_their_ids(start_bot, fak
 
 def test_work_handed_to_listener_threads_keeps_the_request_fields(start_bot, json_logs):
     """Lazy listeners run on the bot's listener pool: their lines still say which Slack event they serve."""
-    bot, _slack = start_bot(drill_schedule="0 0 1 1 *")
+    bot, _slack = start_bot(drill_schedule="off")
     with bind(slack_event_id="Ev0LAZY"):
         bot.executor.submit(lambda: logging.getLogger("bot.lazy").info("lazy work")).result(timeout=5)
     bot.executor.submit(lambda: logging.getLogger("bot.lazy").info("unrelated work")).result(timeout=5)
@@ -166,10 +158,10 @@ def test_work_handed_to_listener_threads_keeps_the_request_fields(start_bot, jso
     assert "slack_event_id" not in lazy["unrelated work"]
 
 
-def test_job_errors_are_logged_once_with_the_job(make_settings, json_logs):
+def test_job_errors_are_logged_once_with_the_job(make_settings, json_logs, eventually, wait_ticks):
     from bot.runtime import Bot, build_runtime
 
-    runtime = build_runtime(make_settings(drill_schedule="0 0 1 1 *", drill_tick_seconds=0.1))
+    runtime = build_runtime(make_settings(drill_schedule="off"))
 
     def broken() -> int:
         raise RuntimeError(f"cannot remind with {BOT_TOKEN}")
@@ -178,10 +170,8 @@ def test_job_errors_are_logged_once_with_the_job(make_settings, json_logs):
     bot = Bot(runtime, host="127.0.0.1", port=0)
     bot.start()
     try:
-        end = time.monotonic() + 5
-        while time.monotonic() < end and not [r for r in json_logs.records() if r["level"] == "ERROR"]:
-            time.sleep(0.05)
-        time.sleep(0.5)  # a few more failing runs: still one line (the repeat is quiet)
+        eventually(lambda: [r for r in json_logs.records() if r["level"] == "ERROR"], 5, what="the error line")
+        wait_ticks(bot, runs=3)  # more failing runs: still one line (the repeat is quiet)
     finally:
         bot.stop(deadline_seconds=5)
     errors = [r for r in json_logs.records() if r["level"] == "ERROR"]
@@ -190,41 +180,14 @@ def test_job_errors_are_logged_once_with_the_job(make_settings, json_logs):
     assert_no_token(json_logs.stream.getvalue())
 
 
-def _cli_reads_log_format() -> bool:
-    return "drill_log_format" in Path(bot.cli.__file__).read_text()
-
-
-@pytest.mark.skipif(not _cli_reads_log_format(), reason="bot/cli.py does not pass DRILL_LOG_FORMAT yet")
-def test_drillbot_run_writes_json_lines_with_drill_log_format_json(cli_env, tmp_path, fake_slack):
-    port = free_port()
-    env = dict(cli_env, SLACK_SIGNING_SECRET=SIGNING_SECRET, DRILL_LOG_FORMAT="json", DRILL_TICK_SECONDS="0.2")
-    err = tmp_path / "run.err"
-    with err.open("wb") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bot", "run", "--http", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-    try:
-        end = time.monotonic() + 20
-        ready = False
-        while time.monotonic() < end and not ready:
-            assert process.poll() is None, err.read_text()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
-                    ready = response.status == 200
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.1)
-        assert ready, "/readyz did not answer 200"
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=15) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=5)
-    text = err.read_text()
+def test_drillbot_run_writes_json_lines_with_drill_log_format_json(launch_run, bot_env):
+    bot = launch_run(env=bot_env(drill_log_format="json"))
+    bot.wait_healthy()
+    status, _ = bot.sender.get("/readyz")
+    assert status == 200, "/readyz did not answer 200"
+    code, _ = bot.sigterm()
+    assert code == 0, bot.logs()[-3000:]
+    text = bot.stderr()
     assert_no_token(text)
     records = [json.loads(line) for line in text.splitlines() if line.strip()]
     assert records, "no log lines"

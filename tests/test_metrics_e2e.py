@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -18,7 +18,7 @@ from bot.runtime import Bot, build_runtime
 from tests.conftest import BOT_TOKEN, CHANNEL, SIGNING_SECRET, SlackSender, reply_event
 from tests.fakes.slack import BOT_USER_ID, Failure
 
-NEVER = "0 0 1 1 *"
+NEVER = "off"
 
 
 def parse(text: str) -> list[tuple[str, dict[str, str], float]]:
@@ -54,24 +54,6 @@ def value(samples: list[tuple[str, dict[str, str], float]], name: str, **labels:
 
 def has(samples: list[tuple[str, dict[str, str], float]], name: str, **labels: str) -> bool:
     return any(n == name and all(ls.get(k) == want for k, want in labels.items()) for n, ls, _ in samples)
-
-
-def wait_until(predicate: Any, timeout: float = 10.0) -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s")
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 # -- the HTTP edge ----------------------------------------------------------------------------------
@@ -214,7 +196,7 @@ def test_rate_limited_listener_calls_count_as_retries_too(start_bot, fake_slack)
 # -- scheduler --------------------------------------------------------------------------------------
 
 
-def test_scheduler_runs_and_lag_are_measured(start_bot):
+def test_scheduler_runs_and_lag_are_measured(start_bot, eventually):
     bot, _slack = start_bot(drill_schedule=NEVER, drill_tick_seconds=0.2)
 
     def ran_twice() -> list[tuple[str, dict[str, str], float]] | None:
@@ -222,7 +204,7 @@ def test_scheduler_runs_and_lag_are_measured(start_bot):
         done = all(value(samples, "drillbot_scheduler_runs_total", task=j, outcome="ok") >= 2 for j in ("post", "reveal"))
         return samples if done else None
 
-    samples = wait_until(ran_twice, timeout=10)
+    samples = eventually(ran_twice, timeout=10)
     for job in ("post", "reveal", "live_counts", "reminders"):
         assert value(samples, "drillbot_scheduler_duration_seconds_count", task=job) >= 1, job
     assert value(samples, "drillbot_scheduler_lag_seconds_count", task="post") >= 1
@@ -234,7 +216,7 @@ def test_scheduler_runs_and_lag_are_measured(start_bot):
     assert value(samples, "drillbot_scheduler_runs_total", outcome="error") == 0
 
 
-def test_a_failing_job_is_counted_as_an_error(make_settings):
+def test_a_failing_job_is_counted_as_an_error(make_settings, eventually):
     runtime = build_runtime(make_settings(drill_schedule=NEVER, drill_tick_seconds=0.2, metrics_port=0), verify_token=True)
 
     def broken() -> int:
@@ -244,7 +226,7 @@ def test_a_failing_job_is_counted_as_an_error(make_settings):
     bot = Bot(runtime, host="127.0.0.1", port=0)
     bot.start()
     try:
-        samples = wait_until(
+        samples = eventually(
             lambda: (s := scrape(bot)) and value(s, "drillbot_scheduler_runs_total", task="reminders", outcome="error") >= 2
             and s,
             timeout=10,
@@ -259,8 +241,8 @@ def test_a_failing_job_is_counted_as_an_error(make_settings):
 # -- gauges from the database -----------------------------------------------------------------------
 
 
-def test_database_gauges_follow_posts_and_reveals(make_settings, fake_slack):
-    clock = Clock(datetime.now(UTC).replace(microsecond=0))
+def test_database_gauges_follow_posts_and_reveals(make_settings, fake_slack, make_clock):
+    clock = make_clock(datetime.now(UTC).replace(microsecond=0))
     runtime = build_runtime(make_settings(drill_schedule=NEVER, drill_answer_window="1h"), clock=clock)
     try:
         assert runtime.metrics is not None
@@ -271,11 +253,11 @@ def test_database_gauges_follow_posts_and_reveals(make_settings, fake_slack):
 
         assert runtime.service.post_today().result == "posted"
         samples = parse(runtime.metrics.render().decode())
-        assert value(samples, "drillbot_last_drill_posted_timestamp_seconds", channel=CHANNEL) == clock.now.timestamp()
+        assert value(samples, "drillbot_last_drill_posted_timestamp_seconds", channel=CHANNEL) == clock.moment.timestamp()
         assert value(samples, "drillbot_drills", status="open") == 1
         assert value(samples, "drillbot_reveal_overdue_seconds", channel=CHANNEL) == 0  # deadline not reached
 
-        clock.now += timedelta(hours=1, minutes=5)  # 5 minutes past the deadline, not revealed yet
+        clock.advance(hours=1, minutes=5)  # 5 minutes past the deadline, not revealed yet
         samples = parse(runtime.metrics.render().decode())
         assert value(samples, "drillbot_reveal_overdue_seconds", channel=CHANNEL) == 300
 
@@ -306,14 +288,14 @@ def test_a_database_outage_does_not_break_a_scrape(make_settings):
 # -- the drill loop's own counters (wired in bot/drills.py) -----------------------------------------
 
 
-def test_drill_reveal_and_answer_counters_move(start_bot, fake_slack):
+def test_drill_reveal_and_answer_counters_move(start_bot, fake_slack, eventually):
     bot, slack = start_bot(drill_schedule=NEVER, drill_answer_window="2s")
     assert bot.runtime.service.metrics is bot.runtime.metrics is not None
     assert bot.runtime.service.post_today().result == "posted"
     drill_ts = fake_slack.messages[CHANNEL][0]["ts"]
     assert slack.event(reply_event(drill_ts, user="UALICE"))[0] == 200
     fake_slack.wait_for(lambda: fake_slack.posts(thread=True), timeout=10)
-    samples = wait_until(
+    samples = eventually(
         lambda: (s := scrape(bot)) and value(s, "drillbot_reveals_posted_total", channel=CHANNEL) == 1 and s
     )
     assert value(samples, "drillbot_drills_posted_total", channel=CHANNEL) == 1

@@ -1,4 +1,8 @@
-"""Schema migrations: an old database holding data is upgraded in place and loses nothing."""
+"""Schema migrations: an old database holding data is upgraded in place and loses nothing.
+
+These run every migration from an empty database (`empty_database_url`); every other test starts from a
+copy of a schema migrated once per session.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from bot.drills import DrillService
 from bot.settings import Settings
 from bot.slack_api import SlackGateway, make_client
 from storage.db import Database
-from tests.conftest import CHANNEL
+from tests.fakes.workspace import CHANNEL
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 ANSWERS = {1: ["UA", "UB"], 2: ["UA"], 3: ["UA", "UC"], 4: ["UB"]}  # drill 4 is still open
@@ -52,7 +56,8 @@ def _fill_revision_0001(db: Database) -> None:
                 )
 
 
-def test_upgrade_from_first_migration_keeps_every_row_and_streak(database_url):
+def test_upgrade_from_first_migration_keeps_every_row_and_streak(empty_database_url):
+    database_url = empty_database_url
     db = Database(database_url)
     try:
         db.upgrade("0001")
@@ -85,8 +90,8 @@ def test_upgrade_from_first_migration_keeps_every_row_and_streak(database_url):
         db.dispose()
 
 
-def test_upgrade_is_idempotent_and_commands_work_on_an_empty_database(database_url):
-    db = Database(database_url)
+def test_upgrade_is_idempotent_and_commands_work_on_an_empty_database(empty_database_url):
+    db = Database(empty_database_url)
     try:
         assert db.revision() is None
         db.upgrade()

@@ -24,20 +24,19 @@ from bot.settings import Settings
 from storage import repo
 from storage.db import Database
 from storage.models import Drill, StreakState
-from tests.conftest import CHANNEL, scratch_postgres_database
+from tests.fakes.workspace import CHANNEL
 
 pytestmark = pytest.mark.postgres
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def service() -> Iterator[DrillService]:
-    with scratch_postgres_database() as url:
-        db = Database(url)
-        db.upgrade()
-        settings = Settings(_env_file=None, drill_channel=CHANNEL, database_url=url)  # type: ignore[call-arg]
-        yield DrillService(settings=settings, bank=QuestionBank(questions=()), db=db, slack=None, clock=lambda: NOW)  # type: ignore[arg-type]
-        db.dispose()
+def service(postgres_databases) -> Iterator[DrillService]:  # type: ignore[no-untyped-def]
+    url = postgres_databases()
+    db = Database(url)
+    settings = Settings(_env_file=None, drill_channel=CHANNEL, database_url=url)  # type: ignore[call-arg]
+    yield DrillService(settings=settings, bank=QuestionBank(questions=()), db=db, slack=None, clock=lambda: NOW)  # type: ignore[arg-type]
+    db.dispose()
 
 
 def _closed_drills(service: DrillService, n: int) -> list[Drill]:

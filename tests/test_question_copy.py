@@ -22,8 +22,8 @@ from bot.settings import Settings
 from bot.slack_api import SlackGateway, make_client
 from storage.db import Database
 from storage.models import Drill
-from tests.conftest import BOT_TOKEN, CHANNEL, TEST_BANK
 from tests.fakes.slack import FakeSlack
+from tests.fakes.workspace import BOT_TOKEN, CHANNEL, TEST_BANK
 
 TUESDAY_10 = datetime(2023, 11, 14, 10, 0, tzinfo=UTC)  # the fake Slack's timestamps fall on this day
 
@@ -145,7 +145,8 @@ def test_replaces_is_validated(tmp_path: Path) -> None:
     assert any("old-one" in p and "cache-stampede" in p and "idempotent-api" in p for p in problems)
 
 
-def test_the_migration_gives_old_drills_their_question_or_a_marker(database_url: str) -> None:
+def test_the_migration_gives_old_drills_their_question_or_a_marker(empty_database_url: str) -> None:
+    database_url = empty_database_url
     db = Database(database_url)
     try:
         db.upgrade("0004")

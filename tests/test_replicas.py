@@ -1,36 +1,32 @@
 """Several `drillbot run` processes on one database: every step happens once, whoever does it.
 
 Each test starts REAL processes (`python -m bot run --http`) against one fake Slack and one database,
-on both backends (the `database_url` fixture: a SQLite file and a scratch PostgreSQL database). SQLite is
-the single-host path, but two processes on one host (replicas, or the server and the CLI) share its file.
+on both backends (a SQLite file and a scratch PostgreSQL database). SQLite is the single-host path, but
+two processes on one host (replicas, or the server and the CLI) share its file.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
 
-from tests.conftest import BOT_TOKEN, CHANNEL, SIGNING_SECRET, TEST_BANK, SlackSender, reply_event
+from tests.fakes.events import reply_event
 from tests.fakes.slack import FakeSlack
-from tests.test_cli import assert_no_token, cli, free_port
+from tests.fakes.workspace import CHANNEL
 
-NEVER = "0 0 1 1 *"
 EVERY_MINUTE = "* * * * *"
-SETTLE_SECONDS = 1.2  # six scheduler ticks of each replica (DRILL_TICK_SECONDS=0.2)
 MIGRATION_LOCK_KEY = 7_412_903_118  # storage/migrations/env.py
 
 Env = dict[str, str]
+pytestmark = pytest.mark.subprocess
 
 
 # -- a fake Slack whose first auth.test calls wait for each other ------------------------------------
@@ -68,128 +64,58 @@ def slack() -> Iterator[GatedSlack]:
 
 
 @pytest.fixture
-def env(slack: GatedSlack, database_url: str) -> Env:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DRILL_"))}
-    base.pop("DRILLBOT_DEBUG", None)
-    base.update(
-        SLACK_API_URL=slack.url,
-        SLACK_BOT_TOKEN=BOT_TOKEN,
-        SLACK_SIGNING_SECRET=SIGNING_SECRET,
-        DRILL_CHANNEL=CHANNEL,
-        DRILL_SCHEDULE=NEVER,
-        DRILL_ANSWER_WINDOW="1h",
-        DRILL_TICK_SECONDS="0.2",
-        DATABASE_URL=database_url,
-        QUESTIONS_FILE=str(TEST_BANK.resolve()),
-        PYTHONUNBUFFERED="1",
-    )
-    return base
+def replica_env(slack: GatedSlack, bot_env: Callable[..., Env]) -> Callable[..., Env]:
+    """`replica_env(database_url, **overrides)`: the replicas' environment, against the gated fake Slack."""
 
+    def factory(database_url: str, **overrides: Any) -> Env:
+        values = {"drill_answer_window": "1h", **overrides}
+        return bot_env(slack_api_url=slack.url, database_url=database_url, **values)
 
-# -- replica processes --------------------------------------------------------------------------------
-
-
-class Replica:
-    """One `python -m bot run --http` process, its output in files."""
-
-    def __init__(self, name: str, env: Env, cwd: Path) -> None:
-        self.name = name
-        self.port = free_port()
-        self.out, self.err = cwd / f"{name}.out", cwd / f"{name}.err"
-        with self.out.open("wb") as stdout, self.err.open("wb") as stderr:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "bot", "run", "--http", "--host", "127.0.0.1", "--port", str(self.port)],
-                env=env,
-                cwd=cwd,
-                stdout=stdout,
-                stderr=stderr,
-            )
-        self.sender = SlackSender(f"http://127.0.0.1:{self.port}")
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def logs(self) -> str:
-        return self.out.read_text(errors="replace") + self.err.read_text(errors="replace")
-
-    def terminate(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-
-    def wait_stopped(self, timeout: float = 12) -> int:
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
-            raise AssertionError(f"{self.name} did not stop within {timeout}s of SIGTERM") from None
+    return factory
 
 
 @pytest.fixture
-def replicas(env: Env, tmp_path: Path) -> Iterator[Callable[..., list[Replica]]]:
-    """Starts replicas (back to back); every one is stopped afterwards, even when the test failed."""
-    started: list[Replica] = []
+def replicas(launch_run: Callable[..., Any]) -> Callable[..., list[Any]]:
+    """`replicas(env, count=2)`: `drillbot run --http` processes started back to back (stopped at the end)."""
+    started: list[Any] = []
 
-    def launch(count: int = 2, **overrides: str) -> list[Replica]:
-        run_env = dict(env, **overrides)
-        group = [Replica(f"replica{len(started) + i + 1}", run_env, tmp_path) for i in range(count)]
+    def launch(env: Env, count: int = 2) -> list[Any]:
+        group = [launch_run(env=env, name=f"replica{len(started) + i + 1}") for i in range(count)]
         started.extend(group)
         return group
 
-    yield launch
-    for replica in started:
-        replica.terminate()
-    for replica in started:
-        if replica.process.poll() is None:
-            try:
-                replica.process.wait(timeout=12)
-            except subprocess.TimeoutExpired:
-                replica.process.kill()
-                replica.process.wait(timeout=5)
+    return launch
 
 
-def healthy(group: list[Replica], timeout: float = 20) -> None:
+def healthy(group: list[Any]) -> None:
     """Every replica answers /healthz 200 with the database up and the scheduler running."""
-    pending = list(group)
-    deadline = time.monotonic() + timeout
-    while pending:
-        for replica in group:
-            assert replica.process.poll() is None, f"{replica.name} exited:\n{replica.logs()}"
-        for replica in list(pending):
-            try:
-                status, body = replica.sender.get("/healthz")
-            except OSError:
-                continue
-            if status == 200:
-                health = json.loads(body)
-                assert health["database"] == "ok", (replica.name, health)
-                assert health["scheduler"] == "running", (replica.name, health)
-                pending.remove(replica)
-        assert time.monotonic() < deadline, f"/healthz not 200 within {timeout}s: {[r.name for r in pending]}"
-        time.sleep(0.1)
+    for replica in group:
+        health = replica.wait_healthy()
+        assert health["database"] == "ok", (replica.name, health)
+        assert health["scheduler"] == "running", (replica.name, health)
 
 
-def stop_cleanly(group: list[Replica]) -> None:
+def stop_cleanly(group: list[Any]) -> None:
     """SIGTERM every replica; each exits 0 and its output shows no error and no token."""
     for replica in group:
         replica.terminate()
     for replica in group:
-        code = replica.wait_stopped()
-        logs = replica.logs()
-        assert code == 0, f"{replica.name} exited {code}:\n{logs}"
-        assert_no_token(logs)
-        assert "traceback" not in logs.lower(), f"{replica.name}:\n{logs}"
+        logs = replica.stop_cleanly(signalled=True)
         assert "error" not in logs.lower(), f"{replica.name}:\n{logs}"
 
 
-def wait_until(predicate: Callable[[], bool], group: list[Replica], what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
+def settle(group: list[Any]) -> None:
+    """Every replica's scheduler has run each job twice more: time for a duplicate to show."""
+    for replica in group:
+        replica.wait_ticks()
+
+
+def alive(group: list[Any]) -> Callable[[], None]:
+    def check() -> None:
         for replica in group:
-            assert replica.process.poll() is None, f"{replica.name} exited:\n{replica.logs()}"
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.05)
+            replica.alive()
+
+    return check
 
 
 def pg_connect(database_url: str) -> Any:
@@ -203,29 +129,6 @@ def pg_waiting(conn: Any, condition: str) -> int:
     sql = f"SELECT COUNT(*) FROM pg_locks WHERE {condition} AND NOT granted AND database = "
     sql += "(SELECT oid FROM pg_database WHERE datname = current_database())"
     return int(conn.execute(sql).fetchone()[0])
-
-
-def query(url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(row) for row in conn.execute(text(sql), params)]
-    finally:
-        engine.dispose()
-
-
-def top_level(slack: FakeSlack) -> list[dict[str, Any]]:
-    with slack.lock:
-        return [m for m in slack.messages[CHANNEL] if not m.get("thread_ts")]
-
-
-def reveals(slack: FakeSlack) -> list[dict[str, Any]]:
-    with slack.lock:
-        return [
-            m
-            for m in slack.messages[CHANNEL]
-            if m.get("thread_ts") and (m.get("metadata") or {}).get("event_type") == "drillbot_reveal"
-        ]
 
 
 def run_together(*jobs: Callable[[], Any]) -> list[Any]:
@@ -254,36 +157,40 @@ def run_together(*jobs: Callable[[], Any]) -> list[Any]:
 # -- 1. one drill a day, whoever's scheduler finds it due ---------------------------------------------
 
 
-def test_two_schedulers_due_at_the_same_moment_post_one_drill(replicas, slack, env, tmp_path, database_url):
+def test_two_schedulers_due_at_the_same_moment_post_one_drill(
+    replicas, replica_env, slack, database_url, run_cli, db, eventually
+):
+    env = replica_env(database_url, drill_schedule=EVERY_MINUTE, drill_answer_window="1d")
     # Slack answers slowly, so a replica that comes second keeps meeting the drill while it is being posted.
     slack.delays["chat.postMessage"] = 0.5
     if database_url.startswith("sqlite"):
-        group = replicas(DRILL_SCHEDULE=EVERY_MINUTE, DRILL_ANSWER_WINDOW="1d")
+        group = replicas(env)
         healthy(group)
     else:
         # Both replicas read "no drill today" and then block on their INSERT until the test lets go: the
         # true race, decided by the unique constraint alone.
-        upgraded = cli(env, tmp_path, "db", "upgrade")
+        upgraded = run_cli("db", "upgrade", env=env)
         assert upgraded.returncode == 0, upgraded.stderr
         with pg_connect(database_url) as holder:
             holder.execute("LOCK TABLE drills IN SHARE ROW EXCLUSIVE MODE")  # reads pass, writes wait
-            group = replicas(DRILL_SCHEDULE=EVERY_MINUTE, DRILL_ANSWER_WINDOW="1d")
+            group = replicas(env)
             healthy(group)
-            wait_until(
+            eventually(
                 lambda: pg_waiting(holder, "relation = 'drills'::regclass") >= 2,
-                group,
-                "both replicas blocked inserting today's drill",
+                30,
+                what="both replicas blocked inserting today's drill",
+                check=alive(group),
             )
             holder.commit()
     assert slack.arrived >= 2, "both replicas checked their token (and were released together)"
 
-    slack.wait_for(lambda: top_level(slack), timeout=10)
-    time.sleep(SETTLE_SECONDS)
+    slack.wait_for(lambda: slack.top_level(), timeout=10)
+    settle(group)
 
-    assert len(top_level(slack)) == 1, "exactly one drill message in the channel"
+    assert len(slack.top_level()) == 1, "exactly one drill message in the channel"
     assert len(slack.posts(thread=False)) == 1, "only one chat.postMessage for the drill"
-    rows = query(database_url, "SELECT channel, status, ts, claimed_by FROM drills")
-    assert rows == [(CHANNEL, "open", top_level(slack)[0]["ts"], None)]
+    rows = db.query(database_url, "SELECT channel, status, ts, claimed_by FROM drills")
+    assert rows == [(CHANNEL, "open", slack.top_level()[0]["ts"], None)]
     posted_by = [r.name for r in group if "posted question" in r.logs()]
     assert len(posted_by) == 1, f"exactly one replica posted, not {posted_by}"
     stop_cleanly(group)
@@ -292,59 +199,66 @@ def test_two_schedulers_due_at_the_same_moment_post_one_drill(replicas, slack, e
 # -- 2. one reveal per drill, whoever's scheduler finds it overdue ------------------------------------
 
 
-def test_two_replicas_reveal_a_drill_posted_by_the_cli_once(replicas, slack, env, tmp_path, database_url):
+def test_two_replicas_reveal_a_drill_posted_by_the_cli_once(
+    replicas, replica_env, slack, database_url, run_cli, make_clock, db, eventually
+):
+    env = replica_env(database_url)
     slack.delays["chat.postMessage"] = 0.3  # a reveal in flight is visible to the other replica for a while
-    group = replicas(DRILL_ANSWER_WINDOW="3s")
-    healthy(group)
-
-    posted = cli(env, tmp_path, "post", DRILL_ANSWER_WINDOW="3s")
+    # `drillbot post`, an hour ago, with a one-hour window: both replicas find it overdue when they start.
+    posted = run_cli("post", env=env, clock=make_clock(datetime.now(UTC) - timedelta(hours=1, seconds=1)))
     assert posted.returncode == 0, posted.stderr
-    assert len(top_level(slack)) == 1
-    drill_ts = top_level(slack)[0]["ts"]
+    assert len(slack.top_level()) == 1
+    drill_ts = slack.top_level()[0]["ts"]
 
-    if database_url.startswith("postgresql"):
+    if database_url.startswith("sqlite"):
+        group = replicas(env)
+        healthy(group)
+    else:
         # Both replicas find the drill overdue and then block on their claim (the conditional UPDATE)
         # until the test lets go: only the compare-and-set decides who reveals.
-
         with pg_connect(database_url) as holder:
             holder.execute("LOCK TABLE drills IN SHARE ROW EXCLUSIVE MODE")  # reads pass, writes wait
-            wait_until(
+            group = replicas(env)
+            healthy(group)
+            eventually(
                 lambda: pg_waiting(holder, "relation = 'drills'::regclass") >= 2,
-                group,
-                "both replicas blocked claiming the reveal",
+                30,
+                what="both replicas blocked claiming the reveal",
+                check=alive(group),
             )
             holder.commit()
-    slack.wait_for(lambda: reveals(slack), timeout=15)
+    slack.wait_for(lambda: slack.reveals(), timeout=15)
     slack.wait_for(lambda: slack.calls_to("chat.update"), timeout=5)
-    time.sleep(SETTLE_SECONDS)
+    settle(group)
 
-    found = reveals(slack)
+    found = slack.reveals()
     assert len(found) == 1, f"one reveal in the thread, got {len(found)}"
     assert found[0]["thread_ts"] == drill_ts
     assert len(slack.posts(thread=True)) == 1, "no second reveal attempt reached Slack"
     updates = slack.calls_to("chat.update")
     assert len(updates) == 1 and updates[0].params["ts"] == drill_ts
-    drill_message = top_level(slack)[0]
+    drill_message = slack.top_level()[0]
     assert "closed" in drill_message["text"].lower(), drill_message["text"]
     assert "Closed." in json.dumps(drill_message["blocks"])
-    rows = query(database_url, "SELECT status, reveal_ts, claimed_by FROM drills")
+    rows = db.query(database_url, "SELECT status, reveal_ts, claimed_by FROM drills")
     assert rows == [("closed", found[0]["ts"], None)]
     revealed_by = [r.name for r in group if "revealed (" in r.logs()]
     assert len(revealed_by) == 1, f"exactly one replica revealed, not {revealed_by}"
-    assert len(top_level(slack)) == 1, "the replicas did not post a drill of their own"
+    assert len(slack.top_level()) == 1, "the replicas did not post a drill of their own"
     stop_cleanly(group)
 
 
 # -- 3. one answer per reply, whichever replica Slack delivers it to ---------------------------------
 
 
-def test_an_answer_delivered_to_both_replicas_counts_once(replicas, slack, env, tmp_path, database_url):
-    group = replicas()
+def test_an_answer_delivered_to_both_replicas_counts_once(replicas, replica_env, slack, database_url, run_cli, db):
+    env = replica_env(database_url)
+    group = replicas(env)
     healthy(group)
     a, b = group[0].sender, group[1].sender
-    posted = cli(env, tmp_path, "post")
+    posted = run_cli("post", env=env)
     assert posted.returncode == 0, posted.stderr
-    drill_ts = top_level(slack)[0]["ts"]
+    drill_ts = slack.top_level()[0]["ts"]
 
     alice = reply_event(drill_ts, user="UALICE", text="use a hash map")
     # The same delivery reaching both replicas at the same instant (a load balancer retrying, say).
@@ -360,7 +274,7 @@ def test_an_answer_delivered_to_both_replicas_counts_once(replicas, slack, env, 
     statuses = [s for s, _ in (*first, retry_b, retry_a, *again, only_b)]
     assert statuses == [200] * 7, statuses
 
-    rows = query(
+    rows = db.query(
         database_url,
         "SELECT user_id, message_ts, text, deleted FROM answers ORDER BY user_id, message_ts",
     )
@@ -368,7 +282,7 @@ def test_an_answer_delivered_to_both_replicas_counts_once(replicas, slack, env, 
         ("UALICE", alice["ts"], "use a hash map", False),
         ("UBOB", bob["ts"], "sort first", False),
     ]
-    board = cli(env, tmp_path, "leaderboard", "--format", "json")
+    board = run_cli("leaderboard", "--format", "json", env=env)
     assert board.returncode == 0, board.stderr
     totals = {row["user_id"]: row["total_answers"] for row in json.loads(board.stdout)}
     assert totals == {"UALICE": 1, "UBOB": 1}
@@ -378,20 +292,24 @@ def test_an_answer_delivered_to_both_replicas_counts_once(replicas, slack, env, 
 # -- 4. replicas starting together on an empty database -----------------------------------------------
 
 
-def assert_schema_once(url: str, group: list[Replica]) -> None:
-    assert len(query(url, "SELECT version_num FROM alembic_version")) == 1, "alembic_version has one row"
-    assert query(url, "SELECT COUNT(*) FROM drills") == [(0,)]
-    assert query(url, "SELECT COUNT(*) FROM answers") == [(0,)]
+def assert_schema_once(db: Any, url: str, group: list[Any]) -> None:
+    assert len(db.query(url, "SELECT version_num FROM alembic_version")) == 1, "alembic_version has one row"
+    assert db.query(url, "SELECT COUNT(*) FROM drills") == [(0,)]
+    assert db.query(url, "SELECT COUNT(*) FROM answers") == [(0,)]
     migrated = [r.name for r in group if "Running upgrade" in r.logs()]
     assert len(migrated) <= 1, f"the migration ran in more than one replica: {migrated}"
 
 
-def test_two_replicas_starting_together_on_an_empty_database(replicas, database_url, tmp_path):
-    if database_url.startswith("sqlite"):
-        assert not (tmp_path / "drills.db").exists(), "the database file does not exist yet"
-    group = replicas()
+def sqlite_path(url: str) -> Path:
+    return Path(url.removeprefix("sqlite:///"))
+
+
+def test_two_replicas_starting_together_on_an_empty_database(replicas, replica_env, empty_database_url, db):
+    if empty_database_url.startswith("sqlite"):
+        assert not sqlite_path(empty_database_url).exists(), "the database file does not exist yet"
+    group = replicas(replica_env(empty_database_url))
     healthy(group)
-    assert_schema_once(database_url, group)
+    assert_schema_once(db, empty_database_url, group)
     stop_cleanly(group)
 
 
@@ -409,34 +327,45 @@ def _opened(pid: int, path: Path) -> bool:
     return False
 
 
-def test_two_replicas_blocked_at_the_migration_then_released_together(replicas, database_url, tmp_path):
+def test_two_replicas_blocked_at_the_migration_then_released_together(
+    replicas, replica_env, empty_database_url, db, eventually
+):
     """Both replicas are held right before the schema upgrade, then let go at once: a true race."""
-    if database_url.startswith("sqlite"):
+    url = empty_database_url
+    if url.startswith("sqlite"):
         if not Path("/proc/self/fd").is_dir():
             pytest.skip("needs /proc to see when both replicas have opened the database file")
         import sqlite3
 
-        path = tmp_path / "drills.db"
+        path = sqlite_path(url)
         locker = sqlite3.connect(path, isolation_level=None)
         try:
             locker.execute("BEGIN EXCLUSIVE")  # an empty file, locked: every other connection waits
-            group = replicas()
-            wait_until(lambda: all(_opened(r.pid, path) for r in group), group, "both replicas opened the file")
+            group = replicas(replica_env(url))
+            eventually(
+                lambda: all(_opened(r.pid, path) for r in group),
+                30,
+                what="both replicas opened the file",
+                check=alive(group),
+            )
+            # Opening the file comes right before the locked read; waiting in SQLite's busy handler is not
+            # visible from outside, so give both a moment to get there.
             time.sleep(0.3)
         finally:
             locker.execute("ROLLBACK")
             locker.close()
     else:
-        with pg_connect(database_url) as holder:
+        with pg_connect(url) as holder:
             holder.autocommit = True
             holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
-            group = replicas()
-            wait_until(
+            group = replicas(replica_env(url))
+            eventually(
                 lambda: pg_waiting(holder, "locktype = 'advisory'") >= 2,
-                group,
-                "both replicas waited for the migration lock",
+                30,
+                what="both replicas waited for the migration lock",
+                check=alive(group),
             )
             holder.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
     healthy(group)
-    assert_schema_once(database_url, group)
+    assert_schema_once(db, url, group)
     stop_cleanly(group)

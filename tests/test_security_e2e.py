@@ -20,7 +20,7 @@ from storage.models import Answer
 from tests.conftest import BOT_TOKEN, CHANNEL, SIGNING_SECRET, reply_event
 from tests.fakes.slack import BOT_USER_ID, Failure
 
-NEVER = "0 0 1 1 *"
+NEVER = "off"
 
 
 def open_drill(start_bot: Any, fake_slack: Any, **overrides: Any) -> tuple[Any, Any, int, str]:

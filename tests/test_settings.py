@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -94,6 +94,20 @@ def test_bad_schedule_names_drill_schedule(monkeypatch: pytest.MonkeyPatch, valu
     message = config_error(monkeypatch, DRILL_SCHEDULE=value)
     assert message.startswith("DRILL_SCHEDULE: ")
     assert hint in message and repr(value) in message
+
+
+def test_drill_schedule_off_means_no_scheduled_drills(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRILL_SCHEDULE", " Off ")
+    settings = load_settings()
+    assert settings.drill_schedule == "off"
+    new_year = datetime(2027, 1, 1, 0, 0, 5, tzinfo=UTC)
+    assert not settings.schedule.is_due(new_year)
+    assert settings.schedule.next_slot(new_year) is None
+
+
+def test_a_bad_schedule_mentions_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = config_error(monkeypatch, DRILL_SCHEDULE="never")
+    assert message.startswith("DRILL_SCHEDULE: ") and "off" in message
 
 
 @pytest.mark.parametrize("value", ["6x", "0s", "-1h", "", "6", "99999999999d"])

@@ -12,12 +12,11 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -27,12 +26,12 @@ from storage.db import Database
 from storage.models import Drill, DrillStatus
 from tests.conftest import BOT_TOKEN, CHANNEL, SIGNING_SECRET, TEST_BANK, SlackSender
 from tests.fakes.slack import Failure, FakeSlack
-from tests.test_ack_latency import finished, track_completion
-from tests.test_cli import assert_no_token, free_port, wait_healthy
+from tests.fakes.workspace import assert_no_token
 
-NEVER = "0 0 1 1 *"
+NEVER = "off"
 EVERY_MINUTE = "* * * * *"  # with a 1h window: today's drill is due as soon as the bot starts
 EXIT_LIMIT = 10.0
+pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
 
 Env = dict[str, str]
 
@@ -46,7 +45,6 @@ def slack_api() -> Iterator[FakeSlack]:
     """
     fake = FakeSlack()
     fake._ts = time.time()
-    track_completion(fake)
     fake.start()
     yield fake
     fake.stop()
@@ -71,41 +69,17 @@ def make_env(fake: FakeSlack, tmp_path: Path, **overrides: str) -> Env:
     return env
 
 
-@dataclass
-class Running:
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    def logs(self) -> str:
-        return self.log.read_text()
+Running = Any  # tests/support/processes.py: BotProcess (process, port, logs())
 
 
 @pytest.fixture
-def launch(tmp_path: Path) -> Iterator[Callable[[Env, str], Running]]:
-    started: list[Running] = []
-
+def launch(launch_run: Callable[..., Running]) -> Iterator[Callable[[Env, str], Running]]:
     def start(env: Env, name: str) -> Running:
-        port = free_port()
-        log = tmp_path / f"{name}.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "bot", "run", "--http", "--host", "127.0.0.1", "--port", str(port)],
-                env=env,
-                cwd=tmp_path,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        running = Running(process, port, log)
-        started.append(running)
-        wait_healthy(port, process)
+        running = launch_run(env=env, name=name)
+        running.wait_healthy()
         return running
 
     yield start
-    for running in started:
-        if running.process.poll() is None:
-            running.process.kill()
-            running.process.wait(timeout=5)
 
 
 def refuses(port: int) -> bool:
@@ -161,7 +135,7 @@ def test_sigterm_finishes_the_in_flight_answer_and_exits_0(slack_api, tmp_path, 
     assert len(answers) == 1, answers
     answer = answers[0]
     assert answer.status == 200 and answer.params.get("response_type") == "ephemeral"
-    done = finished(answer)
+    done = answer.finished
     assert done is not None, "the response_url call was cut off"
     assert done - answer.at >= 3 - 0.1, "the slow answer did not take its full time"
     assert exit_seconds >= 3 - 0.5, f"exited after {exit_seconds:.2f} s, before the 3 s answer could finish"
@@ -222,14 +196,14 @@ def test_sigterm_during_a_slow_scheduled_post_exits_in_time_and_the_restart_post
         slack_api.fail_next("chat.postMessage", Failure(status=500, delay=20))
     first = launch(env, "first")
     slow = slack_api.wait_for(lambda: slack_api.calls_to("chat.postMessage"), timeout=10)[0]
-    assert finished(slow) is None
+    assert slow.finished is None
 
     code, exit_seconds = terminate(first)
     first_logs = first.logs()
     assert code == 0, first_logs[-3000:]
     assert exit_seconds < EXIT_LIMIT, f"exited {exit_seconds:.2f} s after SIGTERM"
     assert refuses(first.port)
-    assert finished(slow) is None, "the slow call was still in flight at Slack when the process exited"
+    assert slow.finished is None, "the slow call was still in flight at Slack when the process exited"
     status, _ts, drill_id = drill_row(env["DATABASE_URL"])
     assert status == DrillStatus.POSTING, "the abandoned post stays claimed, for the next start to reconcile"
     assert "still running at the stop deadline" in first_logs, first_logs[-3000:]
@@ -237,7 +211,7 @@ def test_sigterm_during_a_slow_scheduled_post_exits_in_time_and_the_restart_post
 
     slack_api.delays.pop("chat.postMessage", None)
     if slack_behaviour == "acts_late":
-        slack_api.wait_for(lambda: finished(slow), timeout=25)
+        slack_api.wait_for(lambda: slow.finished, timeout=25)
         assert len(top_level_messages(slack_api)) == 1, "Slack did post it, late"
 
     lease_runs_out(env["DATABASE_URL"])
@@ -248,7 +222,7 @@ def test_sigterm_during_a_slow_scheduled_post_exits_in_time_and_the_restart_post
         return row if row is not None and row[0] == DrillStatus.OPEN else None
 
     status, ts, same_id = slack_api.wait_for(posted, timeout=10)
-    time.sleep(1)  # a few more scheduler ticks: nothing else may be posted
+    second.wait_ticks()  # a few more scheduler ticks: nothing else may be posted
     messages = top_level_messages(slack_api)
     assert len(messages) == 1, f"the drill was posted {len(messages)} times"
     assert same_id == drill_id

@@ -16,12 +16,14 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from storage.models import DrillStatus
-from tests.conftest import CHANNEL, SlackSender, reply_event
-from tests.test_cli import free_port
-from tests.test_sigterm import EVERY_MINUTE, drill_row, launch, make_env, slack_api, terminate  # noqa: F401
+from tests.fakes.events import SlackSender, reply_event
+from tests.fakes.workspace import CHANNEL
+
+pytestmark = pytest.mark.subprocess
 
 SLOW_CLIENTS = 64
 TRICKLE_SECONDS = 2.0
@@ -69,17 +71,16 @@ def samples(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
-def test_slow_clients_do_not_stop_slack_requests_or_probes(slack_api, tmp_path, launch):
-    metrics_port = free_port()
-    env = make_env(slack_api, tmp_path, DRILL_SCHEDULE=EVERY_MINUTE, METRICS_PORT=str(metrics_port))
-    bot = launch(env, "slow-clients")
+def test_slow_clients_do_not_stop_slack_requests_or_probes(launch_run, bot_env, fake_slack, db):
+    env = bot_env(drill_schedule="* * * * *")  # due now: the bot posts a drill as it starts
+    bot = launch_run(env=env, name="slow-clients")
     sender = SlackSender(f"http://127.0.0.1:{bot.port}")
+    metrics_port = bot.metrics_port
 
     def opened() -> str | None:
-        row = drill_row(env["DATABASE_URL"])
-        return row[1] if row is not None and row[0] == DrillStatus.OPEN else None
+        return next((d.ts for d in db.drills(env["DATABASE_URL"]) if d.status == DrillStatus.OPEN), None)
 
-    drill_ts = slack_api.wait_for(opened, timeout=10)
+    drill_ts = fake_slack.wait_for(opened, timeout=15)
     before = samples(metrics_port)
 
     def timed_reply(i: int) -> tuple[int, float]:
@@ -119,7 +120,7 @@ def test_slow_clients_do_not_stop_slack_requests_or_probes(slack_api, tmp_path, 
     # /metrics is not on the Slack port.
     assert sender.get("/metrics")[0] == 404
 
-    code, _seconds = terminate(bot)
+    code, _seconds = bot.sigterm()
     logs = bot.logs()
     assert code == 0, logs[-3000:]
     assert "Traceback" not in logs, logs[-3000:]

@@ -9,13 +9,9 @@ and the fake Slack receives every Web API call; a subprocess checks that `drillb
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import subprocess
-import sys
-import time
 from typing import Any
 
+import pytest
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
@@ -23,9 +19,8 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from bot.app import build_app
 from bot.runtime import build_runtime
 from storage import repo
-from tests.conftest import BOT_TOKEN, CHANNEL, TEST_BANK, reply_event
-
-APP_TOKEN = "xapp-1-TEST-socket-token-secret"
+from tests.fakes.events import reply_event
+from tests.fakes.workspace import APP_TOKEN, BOT_TOKEN, CHANNEL
 
 
 class RecordingSocketClient:
@@ -72,30 +67,14 @@ def test_events_and_commands_over_socket_mode(make_settings, fake_slack):
         runtime.db.dispose()
 
 
-def _spawn(fake_slack: Any, tmp_path: Any, *args: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DRILL_"))}
-    env.update(SLACK_API_URL=fake_slack.url, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_APP_TOKEN=APP_TOKEN,
-               DATABASE_URL=f"sqlite:///{tmp_path / 'socket.db'}", QUESTIONS_FILE=str(TEST_BANK),
-               DRILL_CHANNEL=CHANNEL, DRILL_SCHEDULE="0 0 1 1 *")
-    return subprocess.Popen([sys.executable, "-m", "bot", *args], env=env, cwd=tmp_path, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def test_run_opens_a_socket_mode_connection_with_the_app_token(fake_slack, tmp_path):
-    for args in (("run", "--socket"), ("run",)):
-        before = len(fake_slack.calls_to("apps.connections.open"))
-        process = _spawn(fake_slack, tmp_path, *args)
-        try:
-            fake_slack.wait_for(lambda b=before: len(fake_slack.calls_to("apps.connections.open")) > b, timeout=20)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                _out, err = process.communicate(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                _out, err = process.communicate()
-        call = fake_slack.calls_to("apps.connections.open")[-1]
-        assert call.headers["authorization"] == f"Bearer {APP_TOKEN}"
-        assert APP_TOKEN not in err and BOT_TOKEN not in err
-        assert "will be unused" not in err  # Bolt's client/token warning (SLACK_BOT_TOKEN is set) is gone
-        time.sleep(0.1)
+@pytest.mark.parametrize("args", [("run", "--socket"), ("run",)], ids=["--socket", "app-token"])
+def test_run_opens_a_socket_mode_connection_with_the_app_token(fake_slack, launch, bot_env, args):
+    env = bot_env(slack_app_token=APP_TOKEN, slack_signing_secret=None)
+    process = launch(*args, env=env)
+    fake_slack.wait_for(lambda: fake_slack.calls_to("apps.connections.open"), timeout=30)
+    process.sigterm()
+    call = fake_slack.calls_to("apps.connections.open")[-1]
+    assert call.headers["authorization"] == f"Bearer {APP_TOKEN}"
+    err = process.stderr()
+    assert APP_TOKEN not in err and BOT_TOKEN not in err
+    assert "will be unused" not in err  # Bolt's client/token warning (SLACK_BOT_TOKEN is set) is gone

@@ -9,79 +9,32 @@ must be acknowledged with 200, and afterwards every answer is counted exactly on
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import BOT_TOKEN, CHANNEL, SIGNING_SECRET, TEST_BANK, SlackSender, reply_event
+from tests.fakes.events import SlackSender, reply_event
 from tests.fakes.slack import FakeSlack
-from tests.test_cli import assert_no_token, cli, free_port, wait_healthy
+from tests.fakes.workspace import CHANNEL, assert_no_token
 
-NEVER = "0 0 1 1 *"  # the server's scheduler never posts on its own here
 USERS = 400
 SENDERS = 8
 LOCKED = "database is locked"
 
 Env = dict[str, str]
-
-
-@pytest.fixture
-def shared_env(fake_slack: FakeSlack, tmp_path: Path) -> Env:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DRILL_"))}
-    env.pop("DRILLBOT_DEBUG", None)
-    env.update(
-        SLACK_API_URL=fake_slack.url,
-        SLACK_BOT_TOKEN=BOT_TOKEN,
-        SLACK_SIGNING_SECRET=SIGNING_SECRET,
-        DRILL_CHANNEL=CHANNEL,
-        DRILL_SCHEDULE=NEVER,
-        DRILL_ANSWER_WINDOW="1h",
-        DRILL_TICK_SECONDS="0.2",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'shared.db'}",
-        QUESTIONS_FILE=str(TEST_BANK.resolve()),
-        PYTHONUNBUFFERED="1",
-    )
-    return env
+pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
 
 
 @dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    port: int
-    out: Path
-    err: Path
-
-    def logs(self) -> str:
-        return self.out.read_text() + self.err.read_text()
-
-
-@pytest.fixture
-def server(shared_env: Env, tmp_path: Path) -> Iterator[Server]:
-    port = free_port()
-    out, err = tmp_path / "server.out", tmp_path / "server.err"
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bot", "run", "--http", "--host", "127.0.0.1", "--port", str(port)],
-            env=shared_env,
-            cwd=tmp_path,
-            stdout=stdout,
-            stderr=stderr,
-        )
-    try:
-        yield Server(process, port, out, err)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=5)
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
 @dataclass
@@ -89,23 +42,30 @@ class Run:
     name: str
     args: tuple[str, ...]
     overrides: dict[str, str]
-    result: subprocess.CompletedProcess[str] | None = None
+    result: Result | None = None
     started: float = 0.0
     ended: float = 0.0
 
 
-def run_cli(env: Env, cwd: Path, run: Run) -> Run:
+def run_process(launch: Callable[..., Any], env: Env, run: Run) -> Run:
+    """One `python -m bot` command as its own process, on the shared file."""
     run.started = time.monotonic()
-    run.result = cli(env, cwd, *run.args, **run.overrides)
+    proc = launch(*run.args, env=dict(env, **run.overrides))
+    code = proc.wait(timeout=120)
     run.ended = time.monotonic()
+    run.result = Result(code, proc.stdout(), proc.stderr())
+    assert_no_token(run.result.stdout + run.result.stderr)
     return run
 
 
 def test_server_and_cli_share_one_sqlite_file_under_load(
-    shared_env: Env, tmp_path: Path, fake_slack: FakeSlack, server: Server
+    bot_env: Callable[..., Env], launch: Callable[..., Any], launch_run: Callable[..., Any], run_cli: Any,
+    fake_slack: FakeSlack,
 ) -> None:
+    shared_env = bot_env(drill_answer_window="1h")
+    server = launch_run(env=shared_env, name="server")
     # Today's drill, posted by the CLI before anything else runs.
-    posted = cli(shared_env, tmp_path, "post")
+    posted = run_cli("post", env=shared_env)
     assert posted.returncode == 0, posted.stderr
     drill_ts = fake_slack.messages[CHANNEL][0]["ts"]
 
@@ -115,11 +75,11 @@ def test_server_and_cli_share_one_sqlite_file_under_load(
         "reveal": (("reveal", "--due"), {}),
         "post": (("post",), {"DRILL_CHANNEL": "CIDLE0001"}),
     }
-    idle = {name: cli(shared_env, tmp_path, *args, **overrides) for name, (args, overrides) in kinds.items()}
+    idle = {name: run_cli(*args, env=shared_env, **overrides) for name, (args, overrides) in kinds.items()}
     idle_codes = {name: result.returncode for name, result in idle.items()}
     assert idle_codes == {"leaderboard": 0, "reveal": 0, "post": 0}, {n: r.stderr for n, r in idle.items()}
 
-    wait_healthy(server.port, server.process)
+    server.wait_healthy()
 
     # The CLI runs, interleaved: 10 leaderboards, 3 reveals, 2 posts (each to its own channel, so it writes).
     runs: list[Run] = []
@@ -141,7 +101,7 @@ def test_server_and_cli_share_one_sqlite_file_under_load(
     window: list[float] = []
 
     def send(shard: int) -> None:
-        sender = SlackSender(f"http://127.0.0.1:{server.port}")
+        sender = SlackSender(f"http://127.0.0.1:{server.port}")  # one connection per event, as Slack does
         for n in range(shard, USERS, SENDERS):
             event = reply_event(drill_ts, user=users[n], ts=f"{base_ts + n / 1000:.6f}", text=f"answer {n}")
             try:
@@ -155,7 +115,7 @@ def test_server_and_cli_share_one_sqlite_file_under_load(
                 time.sleep(0.04)  # spread the burst over the time the CLI runs take
 
     with ThreadPoolExecutor(max_workers=5) as cli_pool, ThreadPoolExecutor(max_workers=SENDERS) as send_pool:
-        cli_futures = [cli_pool.submit(run_cli, shared_env, tmp_path, run) for run in runs]
+        cli_futures = [cli_pool.submit(run_process, launch, shared_env, run) for run in runs]
         window.append(time.monotonic())
         send_futures = [send_pool.submit(send, shard) for shard in range(SENDERS)]
         for future in cli_futures:
@@ -191,7 +151,7 @@ def test_server_and_cli_share_one_sqlite_file_under_load(
     assert not failed, f"{len(failed)} of {USERS} events not acknowledged with 200, e.g. {list(failed.items())[:5]}"
 
     # Every user is counted exactly once.
-    final = cli(shared_env, tmp_path, "leaderboard", "--format", "json")
+    final = run_cli("leaderboard", "--format", "json", env=shared_env)
     assert final.returncode == 0, final.stderr
     board = {row["user_id"]: row for row in json.loads(final.stdout)}
     assert set(board) == set(users)
@@ -203,11 +163,7 @@ def test_server_and_cli_share_one_sqlite_file_under_load(
     assert sorted(top_level) == sorted([CHANNEL, "CIDLE0001", "CLOAD0001", "CLOAD0002"])
 
     # The server is still healthy, stops cleanly, and never logged a locked database.
-    assert wait_healthy(server.port, server.process)["database"] == "ok"
-    server.process.send_signal(signal.SIGTERM)
-    assert server.process.wait(timeout=15) == 0
-    logs = server.logs()
-    assert_no_token(logs)
+    assert server.wait_healthy()["database"] == "ok"
+    logs = server.stop_cleanly()
     assert LOCKED not in logs, logs[-3000:]
-    assert "Traceback" not in logs, logs[-3000:]
     assert "listener failed" not in logs, logs[-3000:]

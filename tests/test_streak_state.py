@@ -16,7 +16,7 @@ from bot.settings import Settings
 from bot.slack_api import SlackGateway, make_client
 from storage.db import Database
 from storage.models import Answer, Drill, DrillStatus, StreakRebuild, StreakState
-from tests.conftest import CHANNEL
+from tests.fakes.workspace import CHANNEL
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 USERS = ["UA", "UB", "UC", "UD"]

@@ -27,7 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bot.domain.questions import DIFFICULTIES, QuestionBank
-from bot.domain.schedule import Schedule, parse_crontab, parse_timezone, parse_window
+from bot.domain.schedule import Schedule, parse_schedule, parse_timezone, parse_window
 from bot.errors import ConfigError
 
 __all__ = ["Program", "inspect_programs", "load_programs", "single_program"]
@@ -66,7 +66,7 @@ class _ProgramSpec(BaseModel):
     @field_validator("schedule")
     @classmethod
     def _crontab(cls, value: str | None) -> str | None:
-        return parse_crontab(value) if value else None
+        return parse_schedule(value) if value else None
 
     @field_validator("timezone")
     @classmethod

@@ -3,7 +3,8 @@
 A channel gets at most one drill per local day (in DRILL_TIMEZONE). The day's drill is due at a
 DRILL_SCHEDULE slot, and stays due (catch-up after downtime) for one answer window after that slot, on
 the same local day: a bot that was down at 10:00 posts at 10:20, but one installed at 18:00 with a 6h
-window waits for the next slot instead of posting at once.
+window waits for the next slot instead of posting at once. A schedule of `off` has no slots: drills are
+posted only by hand (`drillbot post`), and still revealed at their deadline.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, croniter
 
-__all__ = ["Schedule", "parse_crontab", "parse_timezone", "parse_window"]
+__all__ = ["OFF", "Schedule", "parse_crontab", "parse_schedule", "parse_timezone", "parse_window"]
 
 _WINDOW_PART = re.compile(r"(\d+)([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_WINDOW_SECONDS = 30 * 86400
+OFF = "off"  # a schedule with no slots
 
 
 def parse_window(text: str) -> timedelta:
@@ -61,11 +63,21 @@ def parse_crontab(expr: str) -> str:
     return normalised
 
 
+def parse_schedule(expr: str) -> str:
+    """A drill schedule: a crontab (see `parse_crontab`), or `off` for no scheduled drills at all."""
+    if expr.strip().lower() == OFF:
+        return OFF
+    try:
+        return parse_crontab(expr)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; or off for no scheduled drills") from None
+
+
 @dataclass(frozen=True)
 class Schedule:
     """When drills happen in one channel."""
 
-    crontab: str
+    crontab: str  # a normalised crontab, or OFF
     tz: ZoneInfo
     window: timedelta
     skip_dates: frozenset[date] = frozenset()  # holidays: no scheduled drill (streaks never break on them)
@@ -73,8 +85,14 @@ class Schedule:
     def local_date(self, now: datetime) -> date:
         return now.astimezone(self.tz).date()
 
+    @property
+    def off(self) -> bool:
+        return self.crontab == OFF
+
     def first_slot(self, day: date) -> datetime | None:
         """The first scheduled time on `day` (local), or None when the schedule skips that day."""
+        if self.off:
+            return None
         just_before = datetime.combine(day, time(0), tzinfo=self.tz) - timedelta(microseconds=1)
         slot = self._next_after(just_before)
         return slot if slot.astimezone(self.tz).date() == day else None
@@ -91,7 +109,7 @@ class Schedule:
 
     def is_due(self, now: datetime) -> bool:
         """Whether today's drill should be posted now (assuming none has been posted today)."""
-        if self.skips(now):
+        if self.off or self.skips(now):
             return False
         slot = self.last_slot(now)
         same_day = slot.astimezone(self.tz).date() == self.local_date(now)
@@ -99,11 +117,14 @@ class Schedule:
         start = slot.astimezone(UTC)
         return same_day and start <= now.astimezone(UTC) < start + self.window
 
-    def next_slot(self, now: datetime) -> datetime:
-        return self._next_after(now)
+    def next_slot(self, now: datetime) -> datetime | None:
+        return None if self.off else self._next_after(now)
 
     def next_drill(self, now: datetime) -> datetime | None:
-        """The next slot after `now` that is not on a skip date (None if skip dates cover the next 1000)."""
+        """The next slot after `now` that is not on a skip date (None: no schedule, or skip dates cover the
+        next 1000)."""
+        if self.off:
+            return None
         slot = self._next_after(now)
         for _ in range(1000):
             if slot.astimezone(self.tz).date() not in self.skip_dates:

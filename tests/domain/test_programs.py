@@ -15,7 +15,7 @@ from bot.domain.schedule import Schedule, parse_crontab, parse_timezone
 from bot.drills import build_programs
 from bot.errors import ConfigError
 from bot.settings import Settings
-from tests.conftest import TEST_BANK
+from tests.fakes.workspace import TEST_BANK
 
 BANK = load_bank(str(TEST_BANK))
 DEFAULT_SCHEDULE = "0 10 * * 1-5"

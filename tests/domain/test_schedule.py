@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.domain.schedule import Schedule, parse_crontab, parse_timezone, parse_window
+from bot.domain.schedule import OFF, Schedule, parse_crontab, parse_schedule, parse_timezone, parse_window
 
 ROOT = Path(__file__).resolve().parents[2]
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -283,3 +283,22 @@ def test_first_slot_in_the_drill_timezone() -> None:
     assert sched.first_slot(date(2026, 1, 5)) == utc("2026-01-05T09:00:00")
     assert sched.first_slot(date(2026, 7, 6)) == utc("2026-07-06T08:00:00")
     assert sched.first_slot(date(2026, 7, 4)) is None  # Saturday
+
+
+# -- DRILL_SCHEDULE=off ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["off", "OFF", " Off "])
+def test_parse_schedule_accepts_off(text: str) -> None:
+    assert parse_schedule(text) == OFF
+    assert parse_schedule("0  10 * * 1-5") == "0 10 * * 1-5"  # any other text is a crontab, normalised
+
+
+def test_an_off_schedule_is_never_due_not_even_at_midnight_on_new_year() -> None:
+    """The tests used to say "never" with `0 0 1 1 *`, which fires at 00:00 on 1 January."""
+    sched = Schedule(crontab=OFF, tz=ZoneInfo("UTC"), window=timedelta(days=1))
+    for moment in (utc("2027-01-01T00:00:00"), utc("2027-01-01T00:00:05"), utc("2026-06-15T10:00:00")):
+        assert not sched.is_due(moment), moment
+    assert sched.first_slot(date(2027, 1, 1)) is None
+    assert sched.next_slot(utc("2026-12-31T23:59:59")) is None
+    assert schedule("0 0 1 1 *", window="1d").is_due(utc("2027-01-01T00:00:05")), "the old stand-in did fire"

@@ -1,11 +1,16 @@
 """A fake Slack Web API over real HTTP on 127.0.0.1, recording every call.
 
 It keeps channel messages (with metadata) so `conversations.history` / `conversations.replies` answer
-like Slack, serves `response_url` posts under /response/..., and can be scripted to fail: a status with
+like Slack, serves `response_url` posts under /response/<name>, and can be scripted to fail: a status with
 headers (429 + Retry-After, 500), an error body (`invalid_auth`), a delay, or "act then fail" (the
 message is stored but the reply is a 500: the uncertain case). Channel membership can be scripted too:
 a channel in `not_in_channel` answers reads as a public channel the bot was not invited to, one in
 `unknown_channels` as a wrong ID (or a private channel the bot is not in). Both are empty by default.
+
+Delays are never waited out longer than the test wants: lowering or removing `delays[method]` lets the
+calls already waiting go on at once, and `release()` (called by `stop()`) ends every wait. The queries
+below read the transcript the way the tests talk about it: the channel's top-level messages, a thread,
+the reveals, the replies sent to one response_url.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+from tests.fakes.workspace import CHANNEL
 
 BOT_USER_ID = "UBOTDRILL"
 BOT_ID = "BBOTDRILL"
@@ -32,6 +39,8 @@ class Call:
     headers: dict[str, str]
     at: float
     status: int = 200
+    path: str = ""
+    finished: float | None = None  # time.time() once the reply was sent; None while the call is in flight
 
 
 @dataclass
@@ -55,6 +64,7 @@ class FakeSlack:
         self.not_in_channel: set[str] = set()
         self.unknown_channels: set[str] = set()
         self.lock = threading.Lock()
+        self._released = threading.Event()
         self._ts = 1_700_000_000.000100
         fake = self
 
@@ -72,7 +82,8 @@ class FakeSlack:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # A short poll: stop() returns within 20 ms instead of serve_forever's default half second.
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     @property
@@ -86,7 +97,19 @@ class FakeSlack:
         self.thread.start()
         return self
 
+    def use_real_timestamps(self) -> FakeSlack:
+        """Hand out message timestamps of the real clock, as Slack does (adoption searches from the start of
+        the drill's day, so a bot on the real clock only finds messages with today's timestamps)."""
+        with self.lock:
+            self._ts = time.time()
+        return self
+
+    def release(self) -> None:
+        """End every scripted wait now: delays and slow failures answer at once from here on."""
+        self._released.set()
+
     def stop(self) -> None:
+        self.release()
         self.server.shutdown()
         self.server.server_close()
 
@@ -95,26 +118,77 @@ class FakeSlack:
         with self.lock:
             self.failures[method].extend(failures)
 
-    # -- queries -----------------------------------------------------------------------------------
+    # -- queries -----------------------------------------------------------------------------------------
     def calls_to(self, method: str) -> list[Call]:
         with self.lock:
             return [c for c in self.calls if c.method == method]
 
-    def posts(self, *, thread: bool | None = None) -> list[Call]:
-        """Successful chat.postMessage calls (optionally only thread replies or only top-level)."""
-        found = [c for c in self.calls_to("chat.postMessage") if c.status == 200]
+    def methods(self) -> list[str]:
+        """Every call's method, in the order they arrived."""
+        with self.lock:
+            return [c.method for c in self.calls]
+
+    def posts(self, *, thread: bool | None = None, channel: str | None = None) -> list[Call]:
+        """Successful chat.postMessage calls (optionally only thread replies or only top-level; one channel)."""
+        found = [c for c in self.post_attempts(thread=thread, channel=channel) if c.status == 200]
+        return found
+
+    def post_attempts(self, *, thread: bool | None = None, channel: str | None = None) -> list[Call]:
+        """Every chat.postMessage call, whatever Slack answered."""
+        found = self.calls_to("chat.postMessage")
+        if channel is not None:
+            found = [c for c in found if c.params.get("channel") == channel]
         if thread is None:
             return found
         return [c for c in found if bool(c.params.get("thread_ts")) == thread]
 
-    def wait_for(self, predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(interval)
-        raise AssertionError(f"timed out after {timeout}s waiting for {getattr(predicate, '__name__', predicate)}")
+    def top_level(self, channel: str = CHANNEL) -> list[dict[str, Any]]:
+        """The channel's messages as Slack holds them, without thread replies (the drills), oldest first."""
+        with self.lock:
+            return [dict(m) for m in self.messages[channel] if not m.get("thread_ts")]
+
+    def thread_replies(self, channel: str = CHANNEL, thread_ts: str | None = None) -> list[dict[str, Any]]:
+        """Messages in threads of the channel (in one thread, given its ts), oldest first."""
+        with self.lock:
+            return [
+                dict(m)
+                for m in self.messages[channel]
+                if m.get("thread_ts") and (thread_ts is None or m["thread_ts"] == thread_ts)
+            ]
+
+    def reveals(self, channel: str = CHANNEL) -> list[dict[str, Any]]:
+        """Thread messages that are a drill's reveal (by their metadata)."""
+        return [m for m in self.thread_replies(channel) if self.event_type(m) == "drillbot_reveal"]
+
+    def drill_ts(self, channel: str = CHANNEL, index: int = -1) -> str:
+        """The ts of a drill message in the channel (the latest by default)."""
+        return str(self.top_level(channel)[index]["ts"])
+
+    def responses(self, name: str) -> list[dict[str, Any]]:
+        """What the bot posted to `response_url(name)`, oldest first."""
+        suffix = f"/response/{name}"
+        return [c.params for c in self.calls_to("response_url") if c.path.split("?", 1)[0] == suffix]
+
+    def published_views(self, user: str) -> list[dict[str, Any]]:
+        """The Home tabs published for `user` (views.publish), oldest first."""
+        views = [c.params["view"] for c in self.calls_to("views.publish") if c.params.get("user_id") == user]
+        return [json.loads(v) if isinstance(v, str) else v for v in views]
+
+    @staticmethod
+    def event_type(message: dict[str, Any]) -> str | None:
+        """The metadata event type of a stored message or of chat.postMessage params."""
+        return (message.get("metadata") or {}).get("event_type")
+
+    @staticmethod
+    def drill_id_of(message: dict[str, Any]) -> int:
+        """The drill id in a drill or reveal message's metadata (stored message or chat.postMessage params)."""
+        return int(message["metadata"]["event_payload"]["drill_id"])
+
+    def wait_for(self, predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> Any:
+        """The predicate's first truthy value; an AssertionError naming it after `timeout` seconds."""
+        from tests.support.waiting import eventually
+
+        return eventually(predicate, timeout=timeout, interval=interval)
 
     # -- HTTP --------------------------------------------------------------------------------------
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
@@ -139,30 +213,39 @@ class FakeSlack:
         else:
             method = parsed.path.removeprefix("/api/")
         headers = {k.lower(): v for k, v in request.headers.items()}
-        call = Call(method, params, headers, time.time())
+        call = Call(method, params, headers, time.time(), path=request.path)
         with self.lock:
             self.calls.append(call)
             failure = self.failures[method].pop(0) if self.failures[method] else None
-            delay = self.delays.get(method, 0.0)
-        if delay:
-            time.sleep(delay)
+        started = time.monotonic()
+        self._wait(lambda: self.delays.get(method, 0.0), started)
         if failure is not None:
             result = self._dispatch(method, params, headers) if failure.act else None
             if failure.delay:
-                time.sleep(failure.delay)
+                self._wait(lambda: failure.delay, time.monotonic())
             if result is not None and failure.status == 200 and failure.body is None:
                 call.status = result[0]  # acted, then answered late but normally
-                self._send(request, result[0], result[1], failure.headers)
+                self._send(request, call, result[0], result[1], failure.headers)
                 return
             call.status = failure.status
             body = failure.body if failure.body is not None else {"ok": False, "error": "fatal_error"}
-            self._send(request, failure.status, body, failure.headers)
+            self._send(request, call, failure.status, body, failure.headers)
             return
         status, body = self._dispatch(method, params, headers)
         call.status = status
-        self._send(request, status, body)
+        self._send(request, call, status, body)
 
-    def _send(self, request: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+    def _wait(self, delay: Any, started: float) -> None:
+        """Wait until `delay()` seconds have passed since `started`, re-reading it as the test changes it."""
+        while not self._released.is_set():
+            left = delay() - (time.monotonic() - started)
+            if left <= 0:
+                return
+            self._released.wait(min(left, 0.02))
+
+    def _send(
+        self, request: BaseHTTPRequestHandler, call: Call, status: int, body: Any, headers: dict[str, str] | None = None
+    ) -> None:
         data = json.dumps(body).encode() if not isinstance(body, bytes) else body
         try:
             request.send_response(status)
@@ -172,8 +255,11 @@ class FakeSlack:
                 request.send_header(key, value)
             request.end_headers()
             request.wfile.write(data)
+            request.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             pass
+        finally:
+            call.finished = time.time()
 
     def _next_ts(self) -> str:
         with self.lock:
