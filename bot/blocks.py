@@ -8,7 +8,7 @@ limits (50 blocks, 3,000 characters per section text, 150 per header) by splitti
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -97,6 +97,7 @@ ANSWER_ACTION = "drill_answer"
 ANSWER_VIEW = "sealed_answer"
 ANSWER_BLOCK, ANSWER_INPUT = "answer", "answer_text"
 RATE_ACTION_PREFIX = "rate_"
+NO_FEEDBACK_YET = "Tick your checklist after a reveal (it comes as a DM) to see your strong and weak spots."
 RATE_CHOICES = (("nailed", "Nailed it"), ("partly", "Partly"), ("missed", "Missed"))
 PRACTICE_GUIDANCE = "practice_show_guidance"
 PRACTICE_ANOTHER = "practice_another"
@@ -178,11 +179,14 @@ def reveal_message(question: Question, *, answered: int, drill_id: int | None = 
         _context(f":busts_in_silhouette: {answered} answered. Thanks to everyone who took part."),
     ]
     if drill_id is not None:
-        blocks.append(_section("How did you do? Rate yourself (only you see your ratings, on the Home tab):"))
-        buttons = [_button(label, f"{RATE_ACTION_PREFIX}{key}", str(drill_id)) for key, label in RATE_CHOICES]
-        blocks.append(_actions("rate", *buttons))
+        blocks.append(
+            _context(
+                ":ballot_box_with_check: Everyone who answered gets the key points as a private checklist in a DM "
+                f"from drillbot: tick what your answer covered (`{COMMAND} feedback off` to stop them)."
+            )
+        )
     text = f"Guidance for: {question.title}\n\n{question.guidance}"
-    tail = 3 if drill_id is not None else 1  # participation line and rating buttons always fit
+    tail = 2 if drill_id is not None else 1  # participation line and the checklist note always fit
     if len(blocks) > MAX_BLOCKS:
         blocks = [*blocks[: MAX_BLOCKS - tail - 1], _context("(guidance shortened to fit)"), *blocks[-tail:]]
     return _message(escape(text), blocks)
@@ -346,13 +350,22 @@ def _streak_line(streak: Streak | None) -> str:
 
 
 def stats_message(
-    streak: Streak | None, ratings: Mapping[str, Mapping[str, int]], *, snoozed_until: date | None = None
+    streak: Streak | None,
+    ratings: Mapping[str, Mapping[str, int]],
+    *,
+    snoozed_until: date | None = None,
+    coverage: Mapping[str, float] | None = None,
+    missed: Sequence[tuple[str, int, int]] = (),
 ) -> Message:
     lines = ["*Your drill stats* (only you see this)", _streak_line(streak)]
     if snoozed_until:
         lines.append(f":zzz: Snoozed until {snoozed_until.isoformat()} (`{COMMAND} resume` to come back early).")
-    rated = _rating_lines(ratings)
-    lines.append("*Self-ratings by category*\n" + "\n".join(rated) if rated else "No self-ratings yet.")
+    if coverage:
+        covered = "\n".join(coverage_lines(coverage, missed))
+        lines.append(f"*Key points you covered, by category* (your checklists)\n{covered}")
+    else:
+        rated = _rating_lines(ratings)
+        lines.append("*Self-ratings by category*\n" + "\n".join(rated) if rated else NO_FEEDBACK_YET)
     return _message(_streak_line(streak), _sections("\n".join(lines)))
 
 
@@ -388,6 +401,9 @@ class HomeData:
     ratings: Mapping[str, Mapping[str, int]]
     snoozed_until: date | None = None
     managed: Sequence[ManagedProgram] = ()  # only the programs the viewer manages
+    coverage: Mapping[str, float] = field(default_factory=dict)
+    missed: Sequence[tuple[str, int, int]] = ()
+    checklists: Sequence[tuple[date, str, str | None, str | None]] = ()
     other_streaks: Sequence[tuple[str, Streak]] = ()  # the viewer's own streaks in further programs
 
 
@@ -405,13 +421,24 @@ def home_view(data: HomeData) -> dict[str, Any]:
             _context(f":zzz: Snoozed until {data.snoozed_until.isoformat()}: missed drills don't break your streak.")
         )
     blocks.append(_actions("home", _button("Practice a question", HOME_PRACTICE, "home", "primary")))
-    rated = _rating_lines(data.ratings)
-    blocks.append(
-        _section(
-            "*Where you stand* (your self-ratings)\n"
-            + ("\n".join(rated) if rated else "Rate yourself after a reveal to see your strong and weak categories.")
+    if data.coverage:
+        blocks.extend(_sections("*Where you stand* (key points covered, from your checklists)\n"
+                                + "\n".join(coverage_lines(data.coverage, data.missed))))
+    else:
+        rated = _rating_lines(data.ratings)
+        blocks.append(
+            _section(
+                "*Where you stand*\n" + ("\n".join(rated) if rated else NO_FEEDBACK_YET)
+            )
         )
-    )
+    if data.checklists:
+        links = [
+            f"• {day.isoformat()}: <{thread_link(channel, ts)}|{escape(title)}>"
+            if channel and ts
+            else f"• {day.isoformat()}: {escape(title)}"
+            for day, title, channel, ts in data.checklists
+        ]
+        blocks.append(_section("*Your checklists* (change your ticks any time)\n" + "\n".join(links)))
     blocks.append({"type": "divider"})
     blocks.append(_section("*Recent drills*"))
     for drill in [d for d in data.recent if d.revealed][:5]:  # an open drill's guidance would spoil it
@@ -450,6 +477,7 @@ def digest_message(
     broke: Sequence[str],
     private_changes: int,
     weakest: Sequence[tuple[str, float]],
+    missed: Sequence[tuple[str, int, int]] = (),
 ) -> Message:
     header = f"Weekly drill digest: {program} ({first.isoformat()} to {last.isoformat()})"
     participation = "\n".join(f"• {day.isoformat()}: {n} answered ({_title(q)})" for day, q, n in drills)
@@ -462,7 +490,9 @@ def digest_message(
         f"*Participation per drill*\n{participation or 'No drills this week.'}\n\n"
         f"*Active people:* {active}\n"
         f"*Streaks grew:* {mentions}\n*Streaks broken:* {lost}{private}\n\n"
-        f"*Weakest categories* (team self-ratings, 0 = missed, 2 = nailed): {weak}"
+        f"*Weakest categories* (team self-ratings, 0 = missed, 2 = nailed): {weak}\n\n"
+        f"*Least-covered key points* (from the team's checklists, counts only)\n"
+        + ("\n".join(f"• {escape(point)}: missed {n} of {asked}" for point, n, asked in missed) or "No checklists yet.")
     )
     return _message(escape(header), [_header("Weekly drill digest"), *_sections(body)])
 
@@ -510,3 +540,82 @@ def privacy_reply(private: bool) -> str:
     if private:
         return "Done: you are off the leaderboard (managers see a count, not your name). You still drill as usual."
     return "Done: you are back on the leaderboard."
+
+
+# -- the key-point checklist (a DM after the reveal) ----------------------------------------------------
+
+CHECKLIST_BLOCK = "checklist"
+CHECKLIST_INPUT = "checklist_ticks"
+CHECKLIST_SAVE = "checklist_save"
+
+
+def thread_link(channel: str, ts: str | None) -> str:
+    return f"https://slack.com/archives/{channel}/p{(ts or '').replace('.', '')}"
+
+
+def checklist_message(
+    question: Question,
+    *,
+    drill_id: int,
+    channel: str,
+    thread_ts: str | None,
+    ticks: Mapping[int, bool],
+    grade: Any = None,
+    saved: bool = False,
+) -> Message:
+    """The private checklist: the drill's key points, pre-ticked with what is stored (or the grader's view)."""
+    points = list(question.key_points)
+    if ticks:
+        chosen = {i for i, covered in ticks.items() if covered}
+    elif grade is not None:
+        chosen = set(grade.covered)
+    else:
+        chosen = set()
+    indexed = [
+        (i, {"text": {"type": "mrkdwn", "text": _truncate(escape(point), 150)}, "value": str(i)})
+        for i, point in enumerate(points[:10])  # Slack's limit for one checkboxes element
+    ]
+    options = [option for _i, option in indexed]
+    element: dict[str, Any] = {"type": "checkboxes", "action_id": CHECKLIST_INPUT, "options": options}
+    initial = [option for i, option in indexed if i in chosen]
+    if initial:
+        element["initial_options"] = initial
+    blocks: list[dict[str, Any]] = [
+        _header("Your drill, privately"),
+        _section(f"*{escape(question.title)}*\n<{thread_link(channel, thread_ts)}|The drill's thread>"),
+        _section("*Which of these did your answer cover?* Only you see this."),
+        {"type": "actions", "block_id": CHECKLIST_BLOCK, "elements": [element]},
+    ]
+    if grade is not None and not ticks:
+        blocks.append(
+            _context(
+                f":robot_face: *The grader's opinion* (pre-ticked above; correct it if you disagree)\n"
+                f"*Strength:* {escape(grade.strength)}\n*To improve:* {escape(grade.improve)}"
+            )
+        )
+    done = ":white_check_mark: Saved. Your coverage is on the drillbot Home tab." if saved else ""
+    blocks.append(_actions("checklist_save", _button("Save", CHECKLIST_SAVE, str(drill_id), "primary")))
+    if done:
+        blocks.append(_context(done))
+    return _message(f"Your checklist for: {question.title}", blocks)
+
+
+def coverage_lines(coverage: Mapping[str, float], missed: Sequence[tuple[str, int, int]]) -> list[str]:
+    weakest_first = sorted(coverage.items(), key=lambda item: (item[1], item[0]))
+    lines = [f"• {escape(c)}: {round(share * 100)}% of key points" for c, share in weakest_first]
+    if missed:
+        lines.append("*Key points you miss most*")
+        lines.extend(f"• {escape(point)} (missed {n} of {asked})" for point, n, asked in missed)
+    return lines
+
+
+def feedback_reply(enabled: bool) -> str:
+    if enabled:
+        return "Done: after each reveal you get a private checklist of the key points, to tick what you covered."
+    return "Done: no more checklist DMs, and nothing of yours is sent to a grader. `feedback on` brings them back."
+
+
+CHECKLIST_REPLIES = {
+    "not_yours": "Only people who answered this drill have a checklist for it.",
+    "gone": "That drill no longer exists.",
+}

@@ -36,7 +36,9 @@ STOP_DEADLINE_SECONDS = 9.0
 def _secrets(settings: Settings | None) -> list[str]:
     if settings is None:
         return []
-    values = (settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token)
+    values = (
+        settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token, settings.drill_grader_api_key
+    )
     return [v.get_secret_value() for v in values if v is not None]
 
 

@@ -33,13 +33,16 @@ def own_streak(service: DrillService, user_id: str, channel: str | None = None) 
 
 def stats_for(service: DrillService, user_id: str) -> blocks.Message:
     ratings = service.history.ratings(user_id)
+    mine = service.feedback.summary(user_id)
     streak = own_streak(service, user_id) if service.programs else None
-    return blocks.stats_message(streak, ratings, snoozed_until=service.snoozed_until(user_id))
+    return blocks.stats_message(
+        streak, ratings, snoozed_until=service.snoozed_until(user_id), coverage=mine.coverage, missed=mine.missed
+    )
 
 
 def next_practice_question(service: DrillService, user_id: str, terms: list[str]) -> Question | None:
     """The practice pick (see bot.domain.practice), remembered as seen."""
-    return service.history.next_practice(user_id, terms)
+    return service.history.next_practice(user_id, terms, missed=service.feedback.missed_question_ids(user_id))
 
 
 def _recent(service: DrillService, channel: str) -> list[blocks.RecentDrill]:
@@ -63,6 +66,7 @@ def home_view_for(service: DrillService, user_id: str) -> dict[str, Any]:
     recent.sort(key=lambda d: d.day, reverse=True)
     # The first program the person takes part in leads; their other programs follow on one line each.
     mine = sorted(streaks, key=lambda item: item[1] is None)
+    feedback = service.feedback.summary(user_id)
     data = blocks.HomeData(
         streak=mine[0][1] if mine else None,
         recent=recent,
@@ -70,5 +74,8 @@ def home_view_for(service: DrillService, user_id: str) -> dict[str, Any]:
         snoozed_until=service.snoozed_until(user_id),
         managed=managed,
         other_streaks=[(name, s) for name, s in mine[1:] if s is not None],
+        coverage=feedback.coverage,
+        missed=feedback.missed,
+        checklists=feedback.checklists,
     )
     return blocks.home_view(data)

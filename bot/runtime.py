@@ -22,6 +22,7 @@ from slack_sdk import WebClient
 from bot.app import build_app
 from bot.domain.questions import QuestionBank, load_bank
 from bot.drills import DrillService, utcnow
+from bot.grader import build_grader
 from bot.metrics import Metrics
 from bot.scheduler import build_scheduler
 from bot.settings import Settings
@@ -75,7 +76,10 @@ def build_runtime(
     # leave behind) a freshly migrated database.
     identity = gateway.verify_auth() if verify_token else None
     db.upgrade(bank=bank if load_questions else None)
-    service = DrillService(settings=settings, bank=bank, db=db, slack=gateway, clock=clock, metrics=measured)
+    service = DrillService(
+        settings=settings, bank=bank, db=db, slack=gateway, clock=clock, metrics=measured,
+        grader=build_grader(settings),
+    )
     return Runtime(settings, bank, db, client, service, measured, identity)
 
 

@@ -131,6 +131,7 @@ def build_scheduler(
         ("reveal", service.reveal_due),
         ("live_counts", service.refresh_live_counts),
         ("reminders", service.send_reminders),
+        ("feedback", service.send_feedback),
         ("digest", service.send_digest),
     )
     wrapped: dict[str, _QuietRepeats] = {}

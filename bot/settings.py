@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     drill_programs_file: str | None = None
     drill_digest: str | None = None
     drill_log_format: Literal["text", "json"] = "text"
+    # The optional grader: an OpenAI-compatible chat-completions endpoint (see bot/grader.py).
+    drill_grader_url: str | None = None
+    drill_grader_model: str | None = None
+    drill_grader_api_key: SecretStr | None = None
+    # At most this many answers of one drill are sent to the grader (a cost bound); the rest get no pre-ticks.
+    drill_grader_max_per_drill: int = Field(default=30, ge=0)
     # How often the scheduler reconciles the database with Slack (post what is due, reveal what is
     # overdue). Not part of the documented contract; tests and benchmarks lower it.
     drill_tick_seconds: float = Field(default=1.0, gt=0, le=60)
@@ -77,11 +83,21 @@ class Settings(BaseSettings):
         "drill_channel",
         "drill_programs_file",
         "metrics_port",
+        "drill_grader_url",
+        "drill_grader_model",
+        "drill_grader_api_key",
         mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("drill_grader_url", mode="after")
+    @classmethod
+    def _grader_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL of an OpenAI-compatible API, e.g. https://api.openai.com/v1")
+        return value
 
     @field_validator("metrics_host", mode="before")
     @classmethod

@@ -30,6 +30,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     func,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -41,6 +42,8 @@ __all__ = [
     "DigestSent",
     "Drill",
     "DrillStatus",
+    "FeedbackDM",
+    "KeyPointTick",
     "PracticeView",
     "Rating",
     "Snooze",
@@ -201,12 +204,50 @@ class Snooze(Base):
 
 
 class UserPrefs(Base):
-    """Per-person choices: `private` keeps them off leaderboards (managers see a count instead)."""
+    """Per-person choices: `private` keeps them off leaderboards (managers see a count instead); `feedback`
+    off stops the checklist DMs (and grading). `dm_channel` is the app's DM with them, once known."""
 
     __tablename__ = "user_prefs"
 
     user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     private: Mapped[bool] = mapped_column(Boolean, default=False)
+    feedback: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    dm_channel: Mapped[str | None] = mapped_column(String(32), default=None)
+
+
+class FeedbackDM(Base):
+    """One per person and drill: the claim that sends the key-point checklist once (like a reveal's).
+
+    `status`: sending (claimed: `claimed_by` until its lease runs out) / sent / skipped (feedback off, or
+    nothing to tick). A takeover looks for the DM by its metadata before sending it again.
+    """
+
+    __tablename__ = "feedback_dms"
+
+    drill_id: Mapped[int] = mapped_column(ForeignKey("drills.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="sending")
+    claimed_by: Mapped[str | None] = mapped_column(String(128), default=None)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    channel: Mapped[str | None] = mapped_column(String(32), default=None)
+    ts: Mapped[str | None] = mapped_column(String(32), default=None)
+    # The grader's view (when DRILL_GRADER_URL is set): covered key point indices (JSON), two sentences.
+    graded: Mapped[str | None] = mapped_column(Text, default=None)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class KeyPointTick(Base):
+    """What a person says their answer covered: one row per person, drill and key point (its index in the
+    drill's stored question). Saving a checklist replaces the person's rows for that drill."""
+
+    __tablename__ = "key_point_ticks"
+
+    drill_id: Mapped[int] = mapped_column(ForeignKey("drills.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key_point: Mapped[int] = mapped_column(Integer, primary_key=True)
+    covered: Mapped[bool] = mapped_column(Boolean)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class DigestSent(Base):

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -25,6 +26,8 @@ from storage.models import (
     Answer,
     DigestSent,
     Drill,
+    FeedbackDM,
+    KeyPointTick,
     PracticeView,
     Rating,
     Snooze,
@@ -521,3 +524,170 @@ def posted_drills(session: Session, channel: str) -> list[Drill]:
     """Every drill of the channel that has a message, in drill order (a full streak replay)."""
     stmt = select(Drill).where(Drill.channel == channel, Drill.ts.is_not(None))
     return list(session.scalars(stmt.order_by(Drill.day, Drill.id)))
+
+
+# -- feedback: the checklist DM claim, ticks, the opt-out ------------------------------------------------
+
+
+def feedback_due(session: Session, since: datetime) -> list[tuple[Drill, str]]:
+    """(closed drill, answerer) pairs revealed since `since` that have no checklist row yet."""
+    stmt = (
+        select(Drill, Answer.user_id)
+        .join(Answer, Answer.drill_id == Drill.id)
+        .outerjoin(FeedbackDM, and_(FeedbackDM.drill_id == Drill.id, FeedbackDM.user_id == Answer.user_id))
+        .where(Drill.status == DrillState.CLOSED, Drill.revealed_at >= since, ~Answer.deleted)
+        .where(FeedbackDM.drill_id.is_(None))
+        .distinct()
+        .order_by(Drill.id, Answer.user_id)
+    )
+    return [(drill, user) for drill, user in session.execute(stmt)]
+
+
+def feedback_in_flight(session: Session) -> list[Any]:
+    return list(session.scalars(select(FeedbackDM).where(FeedbackDM.status == "sending")))
+
+
+def claim_feedback(session: Session, *, drill_id: int, user_id: str, owner: str, now: datetime, status: str) -> bool:
+    """Record that this person's checklist for this drill is being sent (or skipped); False if it already is."""
+    stmt = (
+        _insert(session)(FeedbackDM)
+        .values(drill_id=drill_id, user_id=user_id, status=status, claimed_by=owner if status == "sending" else None,
+                claimed_at=now, attempts=1)
+        .on_conflict_do_nothing(index_elements=["drill_id", "user_id"])
+        .returning(FeedbackDM.drill_id)
+    )
+    return session.execute(stmt).scalar_one_or_none() is not None
+
+
+def retake_feedback(session: Session, row: Any, *, owner: str, now: datetime) -> bool:
+    """Take over a checklist send whose owner's lease ran out, or retry one released after a failure."""
+    same = FeedbackDM.claimed_at.is_(None) if row.claimed_at is None else FeedbackDM.claimed_at == row.claimed_at
+    result = session.execute(
+        update(FeedbackDM)
+        .where(FeedbackDM.drill_id == row.drill_id, FeedbackDM.user_id == row.user_id, FeedbackDM.status == "sending",
+               same)
+        .values(claimed_by=owner, claimed_at=now, attempts=FeedbackDM.attempts + 1)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
+
+
+def finish_feedback(
+    session: Session, *, drill_id: int, user_id: str, owner: str, channel: str, ts: str, graded: str | None,
+    now: datetime,
+) -> bool:
+    result = session.execute(
+        update(FeedbackDM)
+        .where(FeedbackDM.drill_id == drill_id, FeedbackDM.user_id == user_id, FeedbackDM.claimed_by == owner,
+               FeedbackDM.status == "sending")
+        .values(status="sent", channel=channel, ts=ts, graded=graded, sent_at=now, claimed_by=None)
+    )
+    if result.rowcount == 1:  # type: ignore[attr-defined]
+        set_dm_channel(session, user_id, channel)
+        return True
+    return False
+
+
+def release_feedback(session: Session, *, drill_id: int, user_id: str, owner: str, now: datetime) -> None:
+    session.execute(
+        update(FeedbackDM)
+        .where(FeedbackDM.drill_id == drill_id, FeedbackDM.user_id == user_id, FeedbackDM.claimed_by == owner)
+        .values(claimed_by=None, claimed_at=now)
+    )
+
+
+def feedback_row(session: Session, drill_id: int, user_id: str) -> Any:
+    return session.get(FeedbackDM, (drill_id, user_id))
+
+
+def feedback_rows_of(session: Session, user_id: str, *, limit: int = 10) -> list[tuple[Any, Drill]]:
+    stmt = (
+        select(FeedbackDM, Drill)
+        .join(Drill, Drill.id == FeedbackDM.drill_id)
+        .where(FeedbackDM.user_id == user_id, FeedbackDM.status == "sent")
+        .order_by(Drill.day.desc(), Drill.id.desc())
+        .limit(limit)
+    )
+    return [(row, drill) for row, drill in session.execute(stmt)]
+
+
+def save_ticks(session: Session, *, drill_id: int, user_id: str, covered: dict[int, bool], now: datetime) -> None:
+    session.execute(delete(KeyPointTick).where(KeyPointTick.drill_id == drill_id, KeyPointTick.user_id == user_id))
+    if covered:
+        session.execute(
+            insert(KeyPointTick),
+            [
+                {"drill_id": drill_id, "user_id": user_id, "key_point": index, "covered": value, "updated_at": now}
+                for index, value in sorted(covered.items())
+            ],
+        )
+
+
+def ticks_of(session: Session, drill_id: int, user_id: str) -> dict[int, bool]:
+    stmt = select(KeyPointTick.key_point, KeyPointTick.covered).where(
+        KeyPointTick.drill_id == drill_id, KeyPointTick.user_id == user_id
+    )
+    return {index: covered for index, covered in session.execute(stmt)}
+
+
+def ticks_with_drills(
+    session: Session, *, user_id: str | None = None, since: date | None = None, channel: str | None = None
+) -> list[tuple[Drill, int, bool]]:
+    """(drill, key point index, covered) for the ticks of one person, or everyone's (counts only)."""
+    stmt = select(Drill, KeyPointTick.key_point, KeyPointTick.covered).join(
+        Drill, Drill.id == KeyPointTick.drill_id
+    )
+    if user_id is not None:
+        stmt = stmt.where(KeyPointTick.user_id == user_id)
+    if since is not None:
+        stmt = stmt.where(Drill.day >= since)
+    if channel is not None:
+        stmt = stmt.where(Drill.channel == channel)
+    return [(drill, index, covered) for drill, index, covered in session.execute(stmt)]
+
+
+def ratings_without_ticks(session: Session, user_id: str) -> dict[str, dict[str, int]]:
+    """The person's old self-ratings per category, for drills they have no ticks on."""
+    ticked = select(KeyPointTick.drill_id).where(KeyPointTick.user_id == user_id)
+    stmt = (
+        select(Rating.category, Rating.rating, func.count())
+        .where(Rating.user_id == user_id, Rating.drill_id.not_in(ticked))
+        .group_by(Rating.category, Rating.rating)
+    )
+    result: dict[str, dict[str, int]] = defaultdict(dict)
+    for category, rating, n in session.execute(stmt):
+        result[category][rating] = int(n)
+    return dict(result)
+
+
+def feedback_enabled(session: Session, user_id: str) -> bool:
+    value = session.scalar(select(UserPrefs.feedback).where(UserPrefs.user_id == user_id))
+    return True if value is None else bool(value)
+
+
+def set_feedback(session: Session, user_id: str, enabled: bool) -> None:
+    stmt = _insert(session)(UserPrefs).values(user_id=user_id, private=False, feedback=enabled)
+    session.execute(stmt.on_conflict_do_update(index_elements=["user_id"], set_={"feedback": enabled}))
+
+
+def set_dm_channel(session: Session, user_id: str, channel: str) -> None:
+    stmt = _insert(session)(UserPrefs).values(user_id=user_id, private=False, feedback=True, dm_channel=channel)
+    session.execute(stmt.on_conflict_do_update(index_elements=["user_id"], set_={"dm_channel": channel}))
+
+
+def dm_channel_of(session: Session, user_id: str) -> str | None:
+    return session.scalar(select(UserPrefs.dm_channel).where(UserPrefs.user_id == user_id))
+
+
+def answer_text(session: Session, drill_id: int, user_id: str) -> str:
+    """Everything the person wrote for this drill (replies in order, or the sealed answer)."""
+    stmt = (
+        select(Answer.text)
+        .where(Answer.drill_id == drill_id, Answer.user_id == user_id, ~Answer.deleted)
+        .order_by(Answer.created_at, Answer.id)
+    )
+    return "\n\n".join(t for t in session.scalars(stmt) if t)
+
+
+def graded_count(session: Session, drill_id: int) -> int:
+    stmt = select(func.count()).where(FeedbackDM.drill_id == drill_id, FeedbackDM.graded.is_not(None))
+    return int(session.scalar(stmt) or 0)

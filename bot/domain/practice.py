@@ -5,12 +5,14 @@
 2. Within the pool, a question's weight is `3 - score` of its category, where the score is the person's
    average self-rating there (missed = 0, partly = 1, nailed it = 2) and an unrated category scores 1.
    A category they keep missing is offered three times as often as one they always nail.
+3. A question whose key points the person missed in a drill's checklist counts as not yet seen, and its
+   weight doubles: practice brings back what they got wrong.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from datetime import datetime
 
 from bot.domain.questions import Question
@@ -36,14 +38,15 @@ def pick_practice(
     *,
     seen: Mapping[str, datetime],
     ratings: Mapping[str, Mapping[str, int]],
+    missed: Set[str] = frozenset(),
     rng: random.Random | None = None,
 ) -> Question | None:
     if not candidates:
         return None
-    pool = [q for q in candidates if q.id not in seen]
+    pool = [q for q in candidates if q.id not in seen or q.id in missed]
     if not pool:
         by_age = sorted(candidates, key=lambda q: seen[q.id])
         pool = by_age[: max(1, len(by_age) // 4)]
     scores = category_scores(ratings)
-    weights = [3.0 - scores.get(q.category, UNRATED_SCORE) for q in pool]
+    weights = [(3.0 - scores.get(q.category, UNRATED_SCORE)) * (2.0 if q.id in missed else 1.0) for q in pool]
     return (rng or random.Random()).choices(pool, weights=weights, k=1)[0]

@@ -18,6 +18,7 @@ from bot.domain.questions import Question, QuestionBank
 from bot.domain.streaks import Streak
 from bot.drills.answers import Answers, SealedResult
 from bot.drills.digest import Digest
+from bot.drills.feedback import Feedback
 from bot.drills.history import History
 from bot.drills.live import LIVE_COUNT_INTERVAL, LiveMessage
 from bot.drills.loop import Loop, build_programs, describe_failure, utcnow
@@ -26,6 +27,7 @@ from bot.drills.port import SlackPort
 from bot.drills.posting import Poster, PostOutcome, PostResult
 from bot.drills.revealing import Revealer
 from bot.drills.streaks import FOLD_BACKLOG, Streaks
+from bot.grader import Grader
 from bot.metrics import Metrics
 from bot.settings import Settings
 from storage.db import Database
@@ -57,6 +59,7 @@ class DrillService:
         programs: list[Program] | None = None,
         metrics: Metrics | None = None,
         owner: Owner | None = None,
+        grader: Grader | None = None,
     ) -> None:
         self.loop = Loop(
             settings=settings,
@@ -75,7 +78,8 @@ class DrillService:
         self.answers = Answers(self.loop)
         self.people = People(self.loop)
         self.history = History(self.loop)
-        self.digest = Digest(self.loop)
+        self.feedback = Feedback(self.loop, grader=grader)
+        self.digest = Digest(self.loop, feedback=self.feedback)
 
     # The shared collaborators, read-only, for the modules that build views from them.
     @property
@@ -123,6 +127,9 @@ class DrillService:
         return self.loop.question_of(drill)
 
     # -- the steps, by name (scheduler jobs and CLI commands call these) -----------------------------
+
+    def send_feedback(self) -> int:
+        return self.feedback.send_due()
 
     def send_digest(self) -> int:
         return self.digest.send_due()

@@ -53,8 +53,9 @@ def digest_slot(crontab: str, tz: Any, now: datetime) -> str | None:
 class Digest:
     """The weekly digest step: which slot is due, the claim per manager, and the message."""
 
-    def __init__(self, loop: Loop) -> None:
+    def __init__(self, loop: Loop, *, feedback: Any = None) -> None:
         self.loop = loop
+        self.feedback = feedback  # the team's least-covered key points, when given
 
     def send_due(self) -> int:
         """Scheduler entry: DM the digest to every manager when a DRILL_DIGEST slot has come; returns DMs sent."""
@@ -116,4 +117,5 @@ class Digest:
             broke=[u for u in broke if u not in private],
             private_changes=sum(1 for u in grew + broke if u in private),
             weakest=weakest,
+            missed=self.feedback.team_missed(program.channel, first) if self.feedback is not None else [],
         )

@@ -64,13 +64,16 @@ class History:
         """A question of the current bank (practice never uses a drill's stored copy)."""
         return self.loop.bank.get(question_id)
 
-    def next_practice(self, user_id: str, terms: list[str]) -> Question | None:
-        """The practice pick (see bot.domain.practice), remembered as seen."""
+    def next_practice(self, user_id: str, terms: list[str], *, missed: set[str] | None = None) -> Question | None:
+        """The practice pick (see bot.domain.practice), remembered as seen. `missed`: question ids whose
+        key points the person missed in a checklist (offered again first)."""
         now = self.loop.clock()
         with self.loop.db.transaction() as session:
             seen = repo.practice_seen(session, user_id)
             ratings = repo.ratings_by_category(session, user_id)
-            question = pick_practice(self.loop.bank.matching(terms), seen=seen, ratings=ratings)
+            question = pick_practice(
+                self.loop.bank.matching(terms), seen=seen, ratings=ratings, missed=frozenset(missed or ())
+            )
             if question is not None and user_id:
                 repo.record_practice_view(session, user_id=user_id, question_id=question.id, now=now)
         return question

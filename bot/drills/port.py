@@ -15,12 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["DRILL_EVENT", "REVEAL_EVENT", "SEALED_EVENT", "Marked", "SlackPort"]
+__all__ = ["DRILL_EVENT", "FEEDBACK_EVENT", "REVEAL_EVENT", "SEALED_EVENT", "Marked", "SlackPort"]
 
 # Message metadata event types: how a later attempt recognises what an earlier one posted.
 DRILL_EVENT = "drillbot_drill"
 REVEAL_EVENT = "drillbot_reveal"
 SEALED_EVENT = "drillbot_sealed"
+FEEDBACK_EVENT = "drillbot_feedback"
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,12 @@ class SlackPort(Protocol):
         payload: Mapping[str, Any] | None = None,
     ) -> str:
         """chat.postMessage; returns the message ts. `event_type`/`drill_id`/`payload` become its metadata."""
+        ...
+
+    def dm(
+        self, user_id: str, message: Mapping[str, Any], *, event_type: str, drill_id: int
+    ) -> tuple[str, str]:
+        """chat.postMessage to a user ID (the app's DM with them); returns (DM channel, ts)."""
         ...
 
     def update(self, channel: str, ts: str, message: Mapping[str, Any]) -> None:

@@ -94,6 +94,10 @@ class RecordingSlack:
             self._raise(fault)
         return ts
 
+    def dm(self, user_id: str, message: Mapping[str, Any], *, event_type: str, drill_id: int) -> tuple[str, str]:
+        channel = "D" + user_id[1:]
+        return channel, self.post(channel, message, event_type=event_type, drill_id=drill_id)
+
     def update(self, channel: str, ts: str, message: Mapping[str, Any]) -> None:
         self.calls.append("update")
         fault = self._fault("update", channel)

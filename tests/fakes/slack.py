@@ -294,9 +294,12 @@ class FakeSlack:
                 "metadata": params.get("metadata"),
                 "thread_ts": params.get("thread_ts"),
             }
+            channel = str(params.get("channel"))
+            if channel.startswith("U"):  # a user ID: Slack posts in the app's DM with them (a D... channel)
+                channel = "D" + channel[1:]
             with self.lock:
-                self.messages[str(params.get("channel"))].append(message)
-            return 200, {"ok": True, "channel": params.get("channel"), "ts": ts, "message": message}
+                self.messages[channel].append(message)
+            return 200, {"ok": True, "channel": channel, "ts": ts, "message": message}
         if method == "chat.update":
             with self.lock:
                 for message in self.messages[str(params.get("channel"))]:

@@ -63,6 +63,12 @@ def reply_for(text: str, user_id: str, service: DrillService, channel_id: str = 
             return _text(f"Use `{COMMAND} private on` or `{COMMAND} private off`.")
         service.set_private(user_id, choice == "on")
         return _text(blocks.privacy_reply(choice == "on"))
+    if first == "feedback":
+        choice = words[1].lower() if len(words) > 1 else ""
+        if choice not in ("on", "off"):
+            return _text(f"Use `{COMMAND} feedback off` (no checklist DMs, nothing sent to a grader) or `on`.")
+        service.feedback.set_enabled(user_id, choice == "on")
+        return _text(blocks.feedback_reply(choice == "on"))
     if words and words[0].lower() == "categories":
         return blocks.categories_message(bank)
     unknown = bank.unknown_terms(words)
