@@ -76,7 +76,7 @@ class CheckReport:
         else:
             upcoming = settings.schedule.next_drill(now or datetime.now(UTC))
             if settings.schedule.off:
-                where = "DRILL_SCHEDULE=off: drills only by `drillbot post`"
+                where = f"schedule 'off' {settings.drill_timezone}: drills only by `drillbot post`"
             else:
                 when = upcoming.strftime("%a %Y-%m-%d %H:%M %Z") if upcoming else "none (every slot is a skip date)"
                 where = f"schedule '{settings.drill_schedule}' {settings.drill_timezone}, next drill {when}"

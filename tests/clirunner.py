@@ -15,12 +15,17 @@ from bot.cli import main
 
 __all__ = ["invoke"]
 
+_QUIETED = ("apscheduler", "uvicorn", "slack_sdk.web.base_client")  # levels the CLI sets
+
 
 def invoke(*args: str, env: Mapping[str, str | None] | None = None) -> Result:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    quieted = {name: logging.getLogger(name).level for name in _QUIETED}
     try:
         return CliRunner().invoke(main, list(args), env=env)
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
+        for name, saved in quieted.items():
+            logging.getLogger(name).setLevel(saved)

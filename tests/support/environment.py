@@ -8,8 +8,9 @@ real process). Overrides use the field names (`drill_schedule="off"`); None remo
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,18 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if _drillbot_variable(key):
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
+
+
+# Loggers whose level drillbot's configure_logging sets (the CLI, in-process): each test starts from Python's
+# default, whatever an earlier test on the same worker ran.
+_CONFIGURED_LOGGERS = ("apscheduler", "uvicorn", "slack_sdk.web.base_client", "alembic.runtime.migration")
+
+
+@pytest.fixture(autouse=True)
+def _default_logger_levels() -> Iterator[None]:
+    yield
+    for name in _CONFIGURED_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET)
 
 
 @pytest.fixture
