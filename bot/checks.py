@@ -115,7 +115,31 @@ def _past_drill_problems(settings: Settings, bank: QuestionBank) -> list[str]:
     ]
 
 
-def run_checks(*, mode: str | None = None, strict: bool = False, slack: bool = False) -> CheckReport:
+def _check_grader(report: CheckReport, *, call: bool) -> None:
+    """The grader settings hang together; with `call`, one test request to the endpoint."""
+    settings = report.settings
+    if not settings.drill_grader_url:
+        if settings.drill_grader_model or settings.drill_grader_api_key:
+            report.add("warning", ["DRILL_GRADER_MODEL or DRILL_GRADER_API_KEY without DRILL_GRADER_URL: no grading"])
+        if call:
+            report.add("error", ["--grader: DRILL_GRADER_URL is not set"])
+        return
+    if not settings.drill_grader_model:
+        report.add("error", ["DRILL_GRADER_MODEL is required with DRILL_GRADER_URL (the model the endpoint serves)"])
+        return
+    try:
+        from bot.grader import build_grader
+
+        grader = build_grader(settings)
+        if call and grader is not None:
+            report.confirmed.append(grader.check())  # type: ignore[attr-defined]  # OpenAIGrader's
+    except DrillbotError as exc:
+        report.add("error", [str(exc)])
+
+
+def run_checks(
+    *, mode: str | None = None, strict: bool = False, slack: bool = False, grader: bool = False
+) -> CheckReport:
     """Check the settings (environment and .env), the bank and the programs; optionally Slack itself."""
     settings, setting_problems = inspect_settings()
     report = CheckReport(settings=settings, mode=mode or settings.mode)
@@ -128,6 +152,7 @@ def run_checks(*, mode: str | None = None, strict: bool = False, slack: bool = F
         report.add("warning", lint(bank))
         report.add("warning", _past_drill_problems(settings, bank))
     _check_programs(report, bank)
+    _check_grader(report, call=grader)
     if slack:
         _check_slack(report)
     if strict:

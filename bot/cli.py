@@ -249,19 +249,21 @@ def reveal(ctx: click.Context, due: bool) -> None:
 @main.command(short_help="Validate settings, the question bank and drills.yaml.")
 @click.option("--strict", is_flag=True, help="Treat warnings (the bank's style rules) as errors.")
 @click.option("--slack", "ask_slack", is_flag=True, help="Also ask Slack: the token works, the bot is in each channel.")
+@click.option("--grader", "ask_grader", is_flag=True, help="Also make one test call to DRILL_GRADER_URL.")
 @click.option("--http", "mode", flag_value="http", help="Check for HTTP mode (default without SLACK_APP_TOKEN).")
 @click.option("--socket", "mode", flag_value="socket", help="Check for Socket Mode (default with SLACK_APP_TOKEN).")
 @click.pass_context
-def check(ctx: click.Context, strict: bool, ask_slack: bool, mode: str | None) -> None:
+def check(ctx: click.Context, strict: bool, ask_slack: bool, ask_grader: bool, mode: str | None) -> None:
     """Validate settings, the question bank and drills.yaml, reporting every problem, one line each.
 
     Errors (exit 1): invalid settings, placeholders left from .env.example, a missing secret for the mode,
     a channel name where an ID is needed, a structural problem in the bank or drills.yaml. Warnings (exit 0):
-    the bank's style rules; --strict makes them errors. --slack also calls Slack.
+    the bank's style rules; --strict makes them errors. --slack also calls Slack; --grader makes one test
+    call to the grader.
     """
     from bot.checks import run_checks
 
-    report = run_checks(mode=mode, strict=strict, slack=ask_slack)
+    report = run_checks(mode=mode, strict=strict, slack=ask_slack, grader=ask_grader)
     ctx.ensure_object(Context).settings = report.settings
     secrets = _secrets(report.settings)
     for finding in report.findings:

@@ -133,4 +133,9 @@ def build_grader(settings: Any) -> Grader | None:
     if not settings.drill_grader_url:
         return None
     key = settings.drill_grader_api_key.get_secret_value() if settings.drill_grader_api_key else None
-    return OpenAIGrader(base_url=settings.drill_grader_url, model=settings.drill_grader_model or "", api_key=key)
+    return OpenAIGrader(
+        base_url=settings.drill_grader_url,
+        model=settings.drill_grader_model or "",
+        api_key=key,
+        timeout=settings.drill_grader_timeout_seconds,
+    )

@@ -7,9 +7,9 @@ subscriptions and interactivity). Both come from `render_manifest()`, and a test
 equal to its Socket Mode output, so the file and the command cannot drift apart.
 
 Scopes are the least the bot needs; each carries the reason it is there (checked against Slack's scope
-and method reference: a DM sent with `chat.postMessage` to a user ID needs only `chat:write`, while
-`im:write` is for `conversations.open`, which drillbot never calls; `views.*`, `auth.test` and the
-`app_home_opened` event need no scope).
+and method reference: a DM sent with `chat.postMessage` to a user ID needs only `chat:write`; `im:write`
+is for `conversations.open` and `im:history` for reading a DM, which the checklist DM needs to be sent
+exactly once across crashes; `views.*`, `auth.test` and the `app_home_opened` event need no scope).
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ BOT_SCOPES: tuple[tuple[str, str], ...] = (
     ("commands", "/interview-question"),
     ("channels:history", "receive answers (thread replies) in public channels; find a drill again after a crash"),
     ("groups:history", "the same in private channels"),
+    ("im:write", "open the DM a checklist goes to (conversations.open), so it can be found again after a crash"),
+    ("im:history", "look in that DM for a checklist an interrupted send may have posted, before sending it again"),
 )
 
 # (event, why)

@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     drill_grader_api_key: SecretStr | None = None
     # At most this many answers of one drill are sent to the grader (a cost bound); the rest get no pre-ticks.
     drill_grader_max_per_drill: int = Field(default=30, ge=0)
+    # One grading request, retries included, gives up after about this long (the checklist then has no pre-ticks).
+    drill_grader_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
     # How often the scheduler reconciles the database with Slack (post what is due, reveal what is
     # overdue). Not part of the documented contract; tests and benchmarks lower it.
     drill_tick_seconds: float = Field(default=1.0, gt=0, le=60)

@@ -170,14 +170,9 @@ class SlackGateway:
         response = self._call("chat_postMessage", **kwargs)
         return str(response["ts"])
 
-    def dm(
-        self, user_id: str, message: Mapping[str, Any], *, event_type: str, drill_id: int
-    ) -> tuple[str, str]:
-        metadata = {"event_type": event_type, "event_payload": {"drill_id": drill_id}}
-        response = self._call(
-            "chat_postMessage", channel=user_id, unfurl_links=False, unfurl_media=False, metadata=metadata, **message
-        )
-        return str(response["channel"]), str(response["ts"])
+    def open_dm(self, user_id: str) -> str:
+        response = self._call("conversations_open", users=user_id)
+        return str((response.get("channel") or {})["id"])
 
     def verify_auth(self) -> dict[str, Any]:
         """auth.test: fail fast, with the fix, when the token is wrong or Slack cannot be reached."""

@@ -3,9 +3,9 @@ drill's key points ("which did your answer cover?"), pre-ticked by the grader wh
 
 The send is a step of its own, like the reveal: one claim row per drill and person (so one DM, whatever
 the scheduler, replicas or restarts do), released after an uncertain failure, taken over once its lease
-runs out, and reconciled by looking for the DM's metadata in the person's DM channel (once drillbot knows
-that channel) before sending again. People who turned feedback off get nothing, and nothing of theirs is
-sent to the grader.
+runs out, and reconciled by looking for the DM's metadata in the person's DM channel (opened once with
+`conversations.open` and remembered) before sending again. People who turned feedback off get nothing,
+and nothing of theirs is sent to the grader.
 """
 
 from __future__ import annotations
@@ -96,7 +96,11 @@ class Feedback:
             attempts = row.attempts if row is not None else 1
             within_cap = repo.graded_count(session, drill.id) < loop.settings.drill_grader_max_per_drill
         try:
-            if attempts > 1 and dm_channel is not None:
+            if dm_channel is None:
+                dm_channel = loop.slack.open_dm(user)
+                with loop.db.transaction() as session:
+                    repo.set_dm_channel(session, user, dm_channel)
+            elif attempts > 1:  # an earlier attempt may have sent it: look in the DM first
                 found = loop.slack.find_marked(
                     dm_channel, event_type=FEEDBACK_EVENT, drill_id=drill.id,
                     oldest=(drill.revealed_at or drill.deadline).timestamp(),
@@ -108,7 +112,8 @@ class Feedback:
             message = blocks.checklist_message(
                 question, drill_id=drill.id, channel=drill.channel, thread_ts=drill.ts, ticks=ticks, grade=grade
             )
-            channel, ts = loop.slack.dm(user, message, event_type=FEEDBACK_EVENT, drill_id=drill.id)
+            ts = loop.slack.post(dm_channel, message, event_type=FEEDBACK_EVENT, drill_id=drill.id)
+            channel = dm_channel
         except Exception as exc:  # a refusal or an uncertain failure: retried after a delay, looked for first
             log.warning("drill %s: checklist for a person not sent (%s); retrying", drill.id, describe_failure(exc))
             with loop.db.transaction() as session:

@@ -46,10 +46,8 @@ class SlackPort(Protocol):
         """chat.postMessage; returns the message ts. `event_type`/`drill_id`/`payload` become its metadata."""
         ...
 
-    def dm(
-        self, user_id: str, message: Mapping[str, Any], *, event_type: str, drill_id: int
-    ) -> tuple[str, str]:
-        """chat.postMessage to a user ID (the app's DM with them); returns (DM channel, ts)."""
+    def open_dm(self, user_id: str) -> str:
+        """conversations.open: the ID of the app's DM channel with this person."""
         ...
 
     def update(self, channel: str, ts: str, message: Mapping[str, Any]) -> None:

@@ -94,9 +94,9 @@ class RecordingSlack:
             self._raise(fault)
         return ts
 
-    def dm(self, user_id: str, message: Mapping[str, Any], *, event_type: str, drill_id: int) -> tuple[str, str]:
-        channel = "D" + user_id[1:]
-        return channel, self.post(channel, message, event_type=event_type, drill_id=drill_id)
+    def open_dm(self, user_id: str) -> str:
+        self.calls.append("open_dm")
+        return "D" + user_id[1:]
 
     def update(self, channel: str, ts: str, message: Mapping[str, Any]) -> None:
         self.calls.append("update")

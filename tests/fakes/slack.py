@@ -307,6 +307,9 @@ class FakeSlack:
                         message.update(text=params.get("text", ""), blocks=params.get("blocks"))
                         return 200, {"ok": True, "ts": message["ts"], "channel": params.get("channel")}
             return 200, {"ok": False, "error": "message_not_found"}
+        if method == "conversations.open":  # the app's DM with a user: D + the user ID's tail
+            users = str(params.get("users") or "")
+            return 200, {"ok": True, "channel": {"id": "D" + users[1:]}}
         if method in ("conversations.history", "conversations.replies"):
             if params.get("channel") in self.unknown_channels:
                 return 200, {"ok": False, "error": "channel_not_found"}
