@@ -358,10 +358,11 @@ def test_run_serves_health_reveals_a_drill_posted_elsewhere_and_stops_on_sigterm
     assert "Slack workspace Fake Workspace (T0FAKE), bot user @drillbot (UBOTDRILL)" in logs
     assert f"drill channel {CHANNEL}: schedule '{env['DRILL_SCHEDULE']}' UTC, next drill " in logs
     assert f"database {env['DATABASE_URL']}" in logs
-    lines = logs.splitlines()
+    # drillbot's own start-up lines: serving HTTP, serving metrics (the launcher sets METRICS_PORT), workspace
+    # and bot user, the channel, the database; a few lines, nothing else of drillbot's before them (the
+    # scheduler, started first, may log its own lines in between)
+    lines = [line for line in logs.splitlines() if " INFO bot" in line]
     database = next(i for i, line in enumerate(lines) if "INFO bot: database " in line)
-    # serving HTTP, serving metrics (the launcher sets METRICS_PORT), workspace and bot user, the channel,
-    # the database: a few lines, nothing else before them
     assert database == 4, lines[: database + 1]
     assert len(fake_slack.posts(thread=True)) == 1, "revealed exactly once"
     assert len(fake_slack.posts(thread=False)) == 1, "the running bot did not post a drill of its own"
