@@ -2,8 +2,8 @@
 
 JSON is one object:
 
-    {"drills":  [{"id", "channel", "day", "question_id", "status", "ts", "deadline", "revealed_at",
-                  "answer_count"}, ...],
+    {"drills":  [{"id", "channel", "day", "question_id", "question_title", "status", "ts", "deadline",
+                  "revealed_at", "answer_count"}, ...],
      "answers": [{"drill_id", "channel", "user_id", "message_ts", "source", "text", "created_at",
                   "updated_at"}, ...],
      "streaks": [{"channel", "user_id", "current_streak", "longest_streak", "total_answers"}, ...]}
@@ -15,7 +15,8 @@ Withdrawn (deleted) answers are left out. `since` keeps drills whose day is on o
 answers); `channel` keeps one channel. Streaks are all-time (a streak has no meaning from the middle of
 the history): one list per channel that has a posted drill, from `leaderboard(channel)` when given (the
 running service's own rule, stored state included), else recomputed from the database with the same
-rule (`bot.domain.streaks`). Times are ISO 8601 in UTC; days are YYYY-MM-DD.
+rule (`bot.domain.streaks`). Times are ISO 8601 in UTC; days are YYYY-MM-DD. `question_title` is the
+title the drill asked (its stored copy), whatever the bank says now.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.domain.lifecycle import accepts_answer
+from bot.domain.questions import Question
 from bot.domain.streaks import DrillRef, Streak, compute_streaks, rank
 from storage.db import Database
 from storage.models import Answer, Drill, Snooze
@@ -147,6 +149,7 @@ def _drill(d: Drill) -> dict[str, Any]:
         "channel": d.channel,
         "day": d.day.isoformat(),
         "question_id": d.question_id,
+        "question_title": Question.from_snapshot(d.question, d.question_id).title,
         "status": str(d.status),
         "ts": d.ts,
         "deadline": _iso(d.deadline),

@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
+from bot.domain.questions import load_bank
 from bot.export import CSV_COLUMNS, export
 from bot.runtime import Runtime, build_runtime
 from tests.fakes.events import reply_event
 from tests.fakes.slack import BOT_USER_ID
-from tests.fakes.workspace import CHANNEL
+from tests.fakes.workspace import CHANNEL, TEST_BANK
 
 TRICKY = 'Shard by tenant, "hash" it\nthen, replicate; ünïcode ✓'
 MONDAY = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -84,9 +85,11 @@ def test_json_export_has_drills_answers_and_streaks(history):
     assert [d["id"] for d in drills] == history.drill_ids
     assert [d["day"] for d in drills] == [d.isoformat() for d in history.days]
     assert [d["status"] for d in drills] == ["closed", "closed", "open"]
-    assert set(drills[0]) == {"id", "channel", "day", "question_id", "status", "ts", "deadline", "revealed_at",
-                              "answer_count"}
+    assert set(drills[0]) == {"id", "channel", "day", "question_id", "question_title", "status", "ts", "deadline",
+                              "revealed_at", "answer_count"}
     assert all(d["channel"] == CHANNEL and d["ts"] and d["question_id"] for d in drills)
+    bank = load_bank(str(TEST_BANK))
+    assert all(d["question_title"] == bank.get(d["question_id"]).title for d in drills)  # the copy each drill asked
     assert drills[0]["deadline"] == (MONDAY + timedelta(hours=1)).isoformat()
     assert drills[0]["revealed_at"] == (MONDAY + timedelta(hours=2)).isoformat()
     assert drills[2]["revealed_at"] is None
