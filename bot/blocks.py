@@ -363,9 +363,11 @@ def stats_message(
     if coverage:
         covered = "\n".join(coverage_lines(coverage, missed))
         lines.append(f"*Key points you covered, by category* (your checklists)\n{covered}")
-    else:
-        rated = _rating_lines(ratings)
-        lines.append("*Self-ratings by category*\n" + "\n".join(rated) if rated else NO_FEEDBACK_YET)
+    rated = _rating_lines(ratings)
+    if rated:
+        lines.append("*Self-ratings by category*\n" + "\n".join(rated))
+    elif not coverage:
+        lines.append(NO_FEEDBACK_YET)
     return _message(_streak_line(streak), _sections("\n".join(lines)))
 
 
@@ -424,12 +426,10 @@ def home_view(data: HomeData) -> dict[str, Any]:
     if data.coverage:
         blocks.extend(_sections("*Where you stand* (key points covered, from your checklists)\n"
                                 + "\n".join(coverage_lines(data.coverage, data.missed))))
-    else:
-        rated = _rating_lines(data.ratings)
+    rated = _rating_lines(data.ratings)
+    if rated or not data.coverage:
         blocks.append(
-            _section(
-                "*Where you stand*\n" + ("\n".join(rated) if rated else NO_FEEDBACK_YET)
-            )
+            _section("*Where you stand* (your self-ratings)\n" + ("\n".join(rated) if rated else NO_FEEDBACK_YET))
         )
     if data.checklists:
         links = [

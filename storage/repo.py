@@ -645,20 +645,6 @@ def ticks_with_drills(
     return [(drill, index, covered) for drill, index, covered in session.execute(stmt)]
 
 
-def ratings_without_ticks(session: Session, user_id: str) -> dict[str, dict[str, int]]:
-    """The person's old self-ratings per category, for drills they have no ticks on."""
-    ticked = select(KeyPointTick.drill_id).where(KeyPointTick.user_id == user_id)
-    stmt = (
-        select(Rating.category, Rating.rating, func.count())
-        .where(Rating.user_id == user_id, Rating.drill_id.not_in(ticked))
-        .group_by(Rating.category, Rating.rating)
-    )
-    result: dict[str, dict[str, int]] = defaultdict(dict)
-    for category, rating, n in session.execute(stmt):
-        result[category][rating] = int(n)
-    return dict(result)
-
-
 def feedback_enabled(session: Session, user_id: str) -> bool:
     value = session.scalar(select(UserPrefs.feedback).where(UserPrefs.user_id == user_id))
     return True if value is None else bool(value)

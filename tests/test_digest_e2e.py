@@ -98,7 +98,7 @@ def text_of(message: dict[str, Any]) -> str:
 def test_weekly_digest_goes_to_each_manager_once(start_bot, make_settings, fake_slack, make_clock, wait_ticks, db):
     settings = digest_settings(make_settings)
     questions = seed_week(settings, make_clock())
-    seeded_posts = len(fake_slack.posts())
+    seeded_posts = len(fake_slack.channel_posts())
 
     # Sunday 09:00 and Monday 08:59:50: not a digest slot.
     clock = make_clock(utc(DIGEST_MONDAY - timedelta(days=1), 9, 0, 5))
@@ -110,7 +110,7 @@ def test_weekly_digest_goes_to_each_manager_once(start_bot, make_settings, fake_
     clock.set(utc(DIGEST_MONDAY, 8, 59, 50))
     for bot in both:
         wait_ticks(bot)
-    assert len(fake_slack.posts()) == seeded_posts, "nothing before Monday 09:00"
+    assert len(fake_slack.channel_posts()) == seeded_posts, "nothing before Monday 09:00"
 
     clock.set(utc(DIGEST_MONDAY, 9, 0, 5))
     fake_slack.wait_for(lambda: len(dms(fake_slack)) >= len(MANAGERS), timeout=10)
@@ -123,7 +123,7 @@ def test_weekly_digest_goes_to_each_manager_once(start_bot, make_settings, fake_
     wait_ticks(restarted)
     sent = dms(fake_slack)
     assert sorted(m["channel"] for m in sent) == sorted(MANAGERS), "exactly one DM per manager, by user id"
-    assert len(fake_slack.posts()) == seeded_posts + len(MANAGERS), "nothing else was posted"
+    assert len(fake_slack.channel_posts()) == seeded_posts + len(MANAGERS), "nothing else was posted"
     assert all(not m.get("thread_ts") for m in sent)
     assert sent[0]["blocks"] == sent[1]["blocks"]
 

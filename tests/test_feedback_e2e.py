@@ -37,9 +37,13 @@ def fake_openai() -> Iterator[FakeOpenAI]:
 def drilled(start_bot, fake_slack, make_clock) -> Any:  # type: ignore[no-untyped-def]
     """`drilled(**settings)`: a bot whose drill was answered by UALICE and UBOB and then revealed."""
 
-    def factory(answers: dict[str, str] | None = None, **overrides: Any) -> tuple[Any, Any, Any, Any]:
+    def factory(
+        answers: dict[str, str] | None = None, *, scheduled: bool = False, **overrides: Any
+    ) -> tuple[Any, Any, Any, Any]:
         clock = make_clock(POSTED_AT)
         bot, slack = start_bot(clock=clock, drill_schedule="off", drill_answer_window="1h", **overrides)
+        if not scheduled:  # the test sends the checklists itself, when it has set the stage
+            bot.scheduler.pause_job("feedback")
         service = bot.runtime.service
         posted = service.post_today()
         assert posted.result == "posted"
@@ -81,9 +85,9 @@ def _send_all(service: Any, fake_slack: Any) -> None:
 
 
 def test_each_person_who_answered_gets_the_checklist_once(drilled, fake_slack) -> None:
-    bot, slack, _clock, posted = drilled()
+    bot, slack, _clock, posted = drilled(scheduled=True)  # the scheduler's feedback job sends them
     service = bot.runtime.service
-    _send_all(service, fake_slack)
+    fake_slack.wait_for(lambda: all(_dms(fake_slack, u) for u in PEOPLE), timeout=10)
     service.send_feedback()  # the scheduler's next tick, a replica, a restart: nothing more
     assert service.send_feedback() == 0
     question = load_bank(str(TEST_BANK)).get(str(posted.question_id))
@@ -262,9 +266,9 @@ def test_no_grader_setting_means_no_grading(drilled, fake_slack, fake_openai) ->
 # -- the rules ---------------------------------------------------------------------------------------------
 
 
-def test_coverage_counts_old_self_ratings_as_whole_drills() -> None:
-    ticks = [Tick("caching", "a", True), Tick("caching", "b", False)]
-    assert category_coverage(ticks, {"caching": {"nailed": 1}, "apis": {"missed": 2}}) == {"caching": 2 / 3, "apis": 0}
+def test_coverage_and_the_most_missed_key_points() -> None:
+    ticks = [Tick("caching", "a", True), Tick("caching", "b", False), Tick("apis", "c", True)]
+    assert category_coverage(ticks) == {"caching": 0.5, "apis": 1.0}
     assert most_missed([*ticks, Tick("apis", "b", False)]) == [("b", 2, 2)]
 
 
@@ -301,3 +305,16 @@ def test_check_validates_the_grader_settings_and_makes_a_test_call(run_cli, fake
     fake_openai.replies.extend(["nonsense"] * 3)
     failed = run_cli("check", "--grader", DRILL_GRADER_URL=fake_openai.url, DRILL_GRADER_MODEL="m")
     assert "no valid grade" in failed.check_error()
+
+
+def test_sealed_answers_get_a_checklist_too(start_bot, fake_slack, make_clock) -> None:
+    clock = make_clock(POSTED_AT)
+    bot, _slack = start_bot(clock=clock, drill_schedule="off", drill_answer_window="1h", drill_sealed=True)
+    service = bot.runtime.service
+    posted = service.post_today()
+    assert service.submit_sealed_answer(int(posted.drill_id), "UCARA", "single flight, jitter") == "stored"
+    clock.advance(hours=1, minutes=1)
+    fake_slack.wait_for(lambda: _drill(service).status == "closed", timeout=10)
+    service.send_feedback()
+    dms = fake_slack.wait_for(lambda: _dms(fake_slack, "UCARA"), timeout=10)
+    assert len(dms) == 1 and _checkboxes({"blocks": _blocks(dms[0])})["options"]

@@ -102,7 +102,7 @@ def test_two_programs_post_on_their_own_schedules_rotate_and_keep_separate_strea
     assert [(p.name, p.channel) for p in service.programs] == [("backend", BACKEND), ("cache", CACHE)]
 
     wait_ticks(bot)
-    assert fake_slack.posts() == [], "nothing is due before 10:00 Berlin / 09:30 Auckland"
+    assert fake_slack.channel_posts() == [], "nothing is due before 10:00 Berlin / 09:30 Auckland"
 
     for n in range(DAYS):
         day = FIRST_DAY + timedelta(days=n)
@@ -136,7 +136,7 @@ def test_two_programs_post_on_their_own_schedules_rotate_and_keep_separate_strea
     db.wait_folded(bot, CACHE)
     wait_ticks(bot)
     assert len(top_posts(fake_slack, BACKEND)) == DAYS and len(top_posts(fake_slack, CACHE)) == DAYS
-    assert {c.params["channel"] for c in fake_slack.posts()} == {BACKEND, CACHE}
+    assert {c.params["channel"] for c in fake_slack.channel_posts()} == {BACKEND, CACHE}
 
     # Days are local to each program: the Auckland drill posted at 20:30 UTC belongs to the next day there.
     backend = drills_of(db, bot, BACKEND)
@@ -239,7 +239,7 @@ def test_without_a_programs_file_the_single_channel_settings_work_unchanged(
     assert len(service.programs) == 1 and service.programs[0].channel == CHANNEL
     assert service.program_for().channel == CHANNEL
     wait_ticks(bot)
-    assert fake_slack.posts() == []
+    assert fake_slack.channel_posts() == []
     clock.set(utc(monday, 10, 0, 5))
     post = fake_slack.wait_for(lambda: top_posts(fake_slack, CHANNEL))[0]
     assert post["channel"] == CHANNEL
@@ -269,7 +269,7 @@ def test_cli_post_needs_a_channel_when_there_are_several_programs(run_cli, fake_
     assert line.startswith("error:")
     assert BACKEND in line and CACHE in line
     assert "--channel" in line
-    assert fake_slack.posts() == []
+    assert fake_slack.channel_posts() == []
 
     done = run_cli("post", "--channel", CACHE, **programs)
     assert done.returncode == 0, done.stderr
@@ -289,7 +289,7 @@ def test_cli_post_needs_a_channel_when_there_are_several_programs(run_cli, fake_
 def test_cli_post_refuses_a_channel_that_is_no_program(run_cli, fake_slack, drills_yaml):
     """A typo in --channel must not post a drill (from the whole bank) into some other channel."""
     result = run_cli("post", "--channel", "CTYPO0001", DRILL_PROGRAMS_FILE=str(drills_yaml))
-    assert fake_slack.posts() == [], "posted a drill to a channel that is in no program"
+    assert fake_slack.channel_posts() == [], "posted a drill to a channel that is in no program"
     line = result.error_line()
     assert BACKEND in line and CACHE in line
 

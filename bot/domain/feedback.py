@@ -1,9 +1,8 @@
 """Feedback on answers: key-point coverage, the weak spots, and what a grader may say.
 
 Pure rules, no Slack and no database:
-- coverage per category: ticked key points over key points asked; a drill answered before the checklist
-  existed counts by its old self-rating (nailed it = all covered, partly = half, missed = none), so the
-  ratings already stored keep meaning something;
+- coverage per category: ticked key points over key points asked (self-ratings from before the checklist
+  stay stored and are shown beside it, and still weigh practice);
 - the key points a person (or a team) most often misses;
 - the grader's answer, validated: the covered indices must be in range and unique, and the two sentences
   non-empty and short. Anything else is discarded.
@@ -13,20 +12,17 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
-    "RATING_COVERAGE",
     "Grade",
     "category_coverage",
     "most_missed",
     "parse_grade",
 ]
 
-# An old self-rating as the share of key points it stands for.
-RATING_COVERAGE = {"nailed": 1.0, "partly": 0.5, "missed": 0.0}
 MAX_SENTENCE = 300
 
 
@@ -39,20 +35,13 @@ class Tick:
     covered: bool
 
 
-def category_coverage(
-    ticks: Iterable[Tick], ratings: Mapping[str, Mapping[str, int]] = {}
-) -> dict[str, float]:
-    """Share of key points covered per category (0..1): ticks, plus old self-ratings as whole drills."""
+def category_coverage(ticks: Iterable[Tick]) -> dict[str, float]:
+    """Share of key points covered per category (0..1)."""
     covered: Counter[str] = Counter()
     asked: Counter[str] = Counter()
     for tick in ticks:
         asked[tick.category] += 1
         covered[tick.category] += tick.covered
-    for category, counts in ratings.items():
-        for rating, n in counts.items():
-            if rating in RATING_COVERAGE:
-                asked[category] += n
-                covered[category] += RATING_COVERAGE[rating] * n  # type: ignore[assignment]
     return {c: covered[c] / asked[c] for c in asked if asked[c]}
 
 

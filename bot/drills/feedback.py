@@ -180,13 +180,13 @@ class Feedback:
         loop = self.loop
         with loop.db.transaction() as session:
             rows = repo.ticks_with_drills(session, user_id=user_id)
-            ratings = repo.ratings_without_ticks(session, user_id)
             checklists = [
                 (drill.day, loop.question_of(drill).title, row.channel, row.ts)
                 for row, drill in repo.feedback_rows_of(session, user_id, limit=5)
             ]
         ticks = self._ticks(rows)
-        return FeedbackSummary(category_coverage(ticks, ratings), most_missed(ticks), checklists)
+        # What the checklists say; self-ratings from before them stay stored and on show beside it.
+        return FeedbackSummary(category_coverage(ticks), most_missed(ticks), checklists)
 
     def team_missed(self, channel: str, since: date, *, limit: int = 3) -> list[tuple[str, int, int]]:
         """The team's least-covered key points since `since` (counts only, nobody named)."""

@@ -133,6 +133,11 @@ class FakeSlack:
         found = [c for c in self.post_attempts(thread=thread, channel=channel) if c.status == 200]
         return found
 
+    def channel_posts(self) -> list[Call]:
+        """Successful chat.postMessage calls outside DMs (the drills, reveals, reminders, digests to user IDs;
+        not the checklist DMs, which go to a D... channel)."""
+        return [c for c in self.posts() if not str(c.params.get("channel") or "").startswith("D")]
+
     def post_attempts(self, *, thread: bool | None = None, channel: str | None = None) -> list[Call]:
         """Every chat.postMessage call, whatever Slack answered."""
         found = self.calls_to("chat.postMessage")
