@@ -104,8 +104,11 @@ def test_each_person_who_answered_gets_the_checklist_once(drilled, fake_slack) -
         assert dms[0].params["metadata"]["event_type"] == "drillbot_feedback"
     # Nobody else's answer or name is in a person's DM.
     assert "UBOB" not in json.dumps(_blocks(_dms(fake_slack, "UALICE")[0]))
-    with service.db.transaction() as session:
-        assert {r.status for r in session.query(FeedbackDM)} == {"sent"}
+    def statuses() -> set[str]:
+        with service.db.transaction() as session:
+            return {r.status for r in session.query(FeedbackDM)}
+
+    fake_slack.wait_for(lambda: statuses() == {"sent"}, timeout=10)  # recorded just after Slack has it
 
 
 def test_a_send_interrupted_after_slack_stored_it_is_not_sent_twice(drilled, fake_slack) -> None:
