@@ -286,7 +286,6 @@ class Server:
 PROPOSED = {
     "BENCH_SQLITE_WRITE_LOCK": "1",
     "BENCH_SQLITE_NO_PING": "1",
-    "BENCH_CORE_ANSWERS": "1",
     "BENCH_DIRECT_HANDOFF": "1",
 }
 PROPOSED_NAME = "drillbot + proposed changes"

@@ -7,7 +7,6 @@ environment:
   threading.Lock (woken at once) instead of SQLite's busy handler (which sleeps 1, 2, 5, 10 ... 100 ms
   between retries of BEGIN IMMEDIATE);
 - BENCH_SQLITE_NO_PING=1: no pool pre-ping (a `SELECT 1` before every transaction) on SQLite;
-- BENCH_CORE_ANSWERS=1: repo.insert_answer as one prebuilt Core INSERT with bound parameters;
 - BENCH_DIRECT_HANDOFF=1: /interview-question acks, then hands the answer to a thread pool itself
   instead of through a Bolt lazy listener (no deep copy of the request before the ack).
 
@@ -58,8 +57,6 @@ def patch() -> list[str]:
 
         storage_db.Database.__init__ = db_init  # type: ignore[method-assign]
         applied.append("no pool pre-ping on SQLite")
-    if os.environ.get("BENCH_CORE_ANSWERS") == "1":
-        applied.append(_core_insert_answer())
     if os.environ.get("BENCH_DIRECT_HANDOFF") == "1":
         applied.append(_direct_handoff())
     return applied
@@ -89,48 +86,6 @@ def _direct_handoff() -> str:
 
     commands.register = register
     return "slash command answered from our own thread pool (no Bolt lazy listener)"
-
-
-def _core_insert_answer() -> str:
-    """repo.insert_answer as one prebuilt Core statement with bound parameters (no ORM bulk-insert path,
-    no per-call `.values(...)` cache-key generation)."""
-    from sqlalchemy import bindparam
-    from sqlalchemy.dialects.postgresql import insert as pg_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    from storage import repo
-    from storage.models import Answer
-
-    table = Answer.__table__
-    when = table.c.created_at.type
-
-    def build(insert: Any) -> Any:
-        return (
-            insert(table)
-            .values(
-                drill_id=bindparam("drill_id"),
-                channel=bindparam("channel"),
-                message_ts=bindparam("message_ts"),
-                user_id=bindparam("user_id"),
-                text=bindparam("text"),
-                deleted=False,
-                created_at=bindparam("now", type_=when),
-                updated_at=bindparam("now", type_=when),
-            )
-            .on_conflict_do_nothing(index_elements=["channel", "message_ts"])
-            .returning(table.c.id)
-        )
-
-    statements = {"sqlite": build(sqlite_insert), "postgresql": build(pg_insert)}
-
-    def insert_answer(session: Any, *, drill: Any, user_id: str, message_ts: str, text: str, now: Any) -> bool:
-        stmt = statements[session.get_bind().dialect.name]
-        params = {"drill_id": drill.id, "channel": drill.channel, "message_ts": message_ts, "user_id": user_id,
-                  "text": text, "now": now}
-        return session.execute(stmt, params).scalar_one_or_none() is not None
-
-    repo.insert_answer = insert_answer
-    return "repo.insert_answer as a prebuilt Core statement"
 
 
 def main() -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["ANSWER_SUBTYPES", "is_person_reply"]
+__all__ = ["ANSWER_SUBTYPES", "FOLLOW_UP_SUBTYPES", "concerns_answers", "is_person_reply"]
 
 # Plain replies, replies also sent to the channel, and replies with a file are all answers.
 ANSWER_SUBTYPES = frozenset({None, "thread_broadcast", "file_share"})
+# An edit or a delete may change an answer already stored.
+FOLLOW_UP_SUBTYPES = frozenset({"message_changed", "message_deleted"})
 
 
 def is_person_reply(message: Mapping[str, Any], bot_user_id: str | None) -> bool:
@@ -26,3 +28,15 @@ def is_person_reply(message: Mapping[str, Any], bot_user_id: str | None) -> bool
         and isinstance(message.get("ts"), str)
         and thread_ts != message.get("ts")
     )
+
+
+def concerns_answers(event: Mapping[str, Any]) -> bool:
+    """Could this `message` event change an answer? An edit, a delete, or a person's thread reply may; top-level
+    chatter, bot messages, joins and every other subtype never do.
+
+    The answer path ignores, before any database work, every message this says False to, so the HTTP edge
+    acknowledges those itself without dispatching them (most of a busy channel's traffic). This bot's own
+    user id is not known there: a person's reply it wrote without a bot id still goes to the listener.
+    """
+    subtype = event.get("subtype")
+    return (isinstance(subtype, str) and subtype in FOLLOW_UP_SUBTYPES) or is_person_reply(event, None)
