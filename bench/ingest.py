@@ -1,6 +1,6 @@
 """Event ingestion: signed thread replies to an open drill, over HTTP, at concurrency 1, 16 and 64.
 
-    .venv/bin/python bench/ingest.py [--quick] [--proposed] [--floor] [--json out.json]
+    .venv/bin/python bench/ingest.py [--quick] [--floor] [--json out.json]
 
 `drillbot run --http` runs as a subprocess (SQLite in a temp dir, the fake Slack in another process).
 Each concurrency level gets its own channel with an open drill (posted through DrillService against the
@@ -9,8 +9,7 @@ same run with the same requests and the same load generator, is a bare Bolt app 
 listener behind the same edge and server (bench/bare_bolt.py); the same app under Bolt's own ASGI adapter
 and uvicorn (as Bolt documents for production) is measured too. Afterwards every level is
 checked for loss: every reply stored, every user counted exactly once on the leaderboard (in-process
-and, for c=64, `drillbot leaderboard --format json`). `--proposed` adds drillbot with the changes
-BENCHMARKS.md proposes patched in (bench/drillbot_variant.py); `--floor` adds the bare Bolt app storing
+and, for c=64, `drillbot leaderboard --format json`). `--floor` adds the bare Bolt app storing
 each reply with one sqlite3 INSERT + COMMIT before the ack (the floor for any design that stores before
 acking). Resident memory of the drillbot process is read from /proc/<pid>/status when idle after start
 and after the load.
@@ -31,8 +30,6 @@ from bench._common import (  # noqa: E402
     BOT_TOKEN,
     BUNDLED_BANK,
     NEVER,
-    PROPOSED,
-    PROPOSED_NAME,
     SIGNING_SECRET,
     FakeSlackProcess,
     LoadResult,
@@ -212,7 +209,7 @@ def row(name: str, result: LoadResult) -> list[str]:
 
 
 def main() -> int:
-    args = parse_args(__doc__ or "", proposed=True, floor=True)
+    args = parse_args(__doc__ or "", floor=True)
     users = 30 if args.quick else 1000
     noise_events = users * REPLIES_PER_USER
     warmup_events = 30 if args.quick else 300
@@ -224,8 +221,6 @@ def main() -> int:
         bot = drillbot_server(env, tmp)
         bare = bare_bolt(fake.url, tmp)
         servers = [bare, bot]
-        if args.proposed:
-            servers.append(drillbot_server(env, tmp, PROPOSED_NAME, variant=PROPOSED))
         bots = servers[1:]
         servers.append(bare_bolt(fake.url, tmp, name=BOLT_ASGI_NAME, extra=["--server", "bolt-asgi"]))
         if args.floor:

@@ -22,13 +22,13 @@ GOALS = "| goal | target | measured | verdict |"
 SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     "startup.py": ([], ["| run | start -> /healthz 200 (s) | idle RSS (MB) |"]),
     "ingest.py": (
-        ["--proposed", "--floor"],
+        ["--floor"],
         [
             "| server | concurrency | events | events/s | p50 ms | p95 ms | p99 ms | non-200 |",
             "| server | concurrency | events/s | bare Bolt events/s | throughput ratio | p99 ratio |",
             "| server | concurrency | acked (200) | replies stored | distinct users stored |",
             "| drillbot resident memory | MB |",
-            "| drillbot + proposed changes | 64 |",
+            "| drillbot | 64 | 90 |",
             "| bare Bolt + one SQLite insert | 64 |",
         ],
     ),
