@@ -7,6 +7,7 @@ records as method "response_url".
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -101,20 +102,29 @@ def test_the_answer_runs_on_the_bots_executor_without_copying_the_request(start_
     assert copies == []
 
 
-def test_a_failing_answer_is_logged_with_its_traceback_and_the_bot_keeps_answering(start_bot, fake_slack, caplog):
+def test_a_failing_answer_is_logged_with_its_traceback_and_the_bot_keeps_answering(start_bot, fake_slack):
     bot, slack = start_bot(drill_schedule=NEVER)
-    real_stats = bot.runtime.service.people.snoozed_until
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("bot.listeners.commands")
+    logger.addHandler(handler)
+    real_snoozed_until = bot.runtime.service.people.snoozed_until
+
     def broken(user_id):  # type: ignore[no-untyped-def]
         raise RuntimeError("the database is on fire")
 
     bot.runtime.service.people.snoozed_until = broken
-    status, body = slack.command("stats", response_url=fake_slack.response_url("x"))
-    assert (status, body) == (200, b"")
-    fake_slack.wait_for(lambda: [r for r in caplog.records if "answering /interview-question failed" in r.message],
-                        timeout=5)
-    [record] = [r for r in caplog.records if "answering /interview-question failed" in r.message]
+    try:
+        status, body = slack.command("stats", response_url=fake_slack.response_url("x"))
+        assert (status, body) == (200, b"")
+        fake_slack.wait_for(lambda: [r for r in records if "answering /interview-question failed" in r.getMessage()],
+                            timeout=5)
+    finally:
+        logger.removeHandler(handler)
+        bot.runtime.service.people.snoozed_until = real_snoozed_until
+    [record] = [r for r in records if "answering /interview-question failed" in r.getMessage()]
     assert record.exc_info is not None and "the database is on fire" in str(record.exc_info[1])
-    bot.runtime.service.people.snoozed_until = real_stats
     assert "/interview-question" in everything(ask(fake_slack, slack, "help"))
 
 
