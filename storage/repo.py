@@ -39,6 +39,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from bot.domain.answers import AnswerSource
 from bot.domain.lifecycle import ANSWERABLE, IN_FLIGHT, DrillState, check_transition
 from storage.models import (
     Answer,
@@ -232,7 +233,7 @@ def _answer_insert(dialect: str, *, folded: bool) -> Executable:
         bindparam("user_id", type_=String()),
         bindparam("text", type_=Text()),
         false(),
-        literal_column("'thread'"),
+        literal_column(f"'{AnswerSource.THREAD.value}'"),
         now,
         now,
     ).where(
@@ -472,7 +473,7 @@ def upsert_modal_answer(session: Session, *, drill: Drill, user_id: str, text: s
         user_id=user_id,
         text=text,
         deleted=False,
-        source="modal",
+        source=AnswerSource.MODAL,
         created_at=now,
         updated_at=now,
     )
@@ -486,7 +487,7 @@ def upsert_modal_answer(session: Session, *, drill: Drill, user_id: str, text: s
 def modal_answers(session: Session, drill_id: int) -> list[tuple[str, str]]:
     stmt = (
         select(Answer.user_id, Answer.text)
-        .where(Answer.drill_id == drill_id, Answer.source == "modal", ~Answer.deleted)
+        .where(Answer.drill_id == drill_id, Answer.source == AnswerSource.MODAL, ~Answer.deleted)
         .order_by(Answer.created_at, Answer.id)
     )
     return [(user, text) for user, text in session.execute(stmt)]

@@ -112,3 +112,26 @@ def test_a_fresh_upgrade_is_one_transaction_holding_the_lock_throughout(tmp_path
     finally:
         db.dispose()
     assert commits == ["commit"]
+
+
+def test_a_status_drillbot_does_not_know_stops_the_upgrade_with_one_line_naming_it(database_url):
+    from bot.errors import ConfigError
+
+    db = Database(database_url)
+    try:
+        db.upgrade("0005")
+        with db.engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO drills (channel, day, question_id, status, deadline, answer_count, attempts)"
+                " VALUES ('C1', '2026-01-01', 'q', 'paused', '2026-01-01 10:00:00', 0, 1)"
+            ))
+        try:
+            db.upgrade()
+        except ConfigError as exc:
+            message = str(exc)
+        else:
+            raise AssertionError("the upgrade went through")
+        assert "drills.status" in message and "paused" in message and "\n" not in message
+        assert db.revision() == "0005"  # nothing changed
+    finally:
+        db.dispose()

@@ -1,11 +1,20 @@
-"""What counts as an answer: the one place that decides whether a Slack message is a person's reply."""
+"""What counts as an answer: the one place that decides whether a Slack message is a person's reply, and
+where an answer comes from."""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["ANSWER_SUBTYPES", "FOLLOW_UP_SUBTYPES", "concerns_answers", "is_person_reply"]
+__all__ = ["ANSWER_SUBTYPES", "FOLLOW_UP_SUBTYPES", "AnswerSource", "concerns_answers", "is_person_reply"]
+
+
+class AnswerSource(enum.StrEnum):
+    """Where an answer was written."""
+
+    THREAD = "thread"  # a reply in the drill's thread, public in Slack
+    MODAL = "modal"  # a sealed answer, private until the reveal
 
 # Plain replies, replies also sent to the channel, and replies with a file are all answers.
 ANSWER_SUBTYPES = frozenset({None, "thread_broadcast", "file_share"})
