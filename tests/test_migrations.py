@@ -135,3 +135,36 @@ def test_a_status_drillbot_does_not_know_stops_the_upgrade_with_one_line_naming_
         assert db.revision() == "0005"  # nothing changed
     finally:
         db.dispose()
+
+
+def test_the_models_and_the_migrations_agree(database_url):
+    """Alembic's autogenerate comparison of a freshly migrated database with storage.models finds nothing
+    (tables, columns, types, nullability, server defaults, indexes, unique constraints), and the CHECKs of
+    the enum columns (which Alembic does not compare) hold exactly the domain enums' values."""
+    import re
+
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import inspect
+
+    from bot.domain.answers import AnswerSource
+    from bot.domain.lifecycle import DrillState
+    from storage.models import Base
+
+    db = Database(database_url)
+    try:
+        db.upgrade()
+        with db.engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+            assert compare_metadata(context, Base.metadata) == []
+            checks = {
+                (table, check["name"]): set(re.findall(r"'([^']*)'", check["sqltext"]))
+                for table in ("drills", "answers")
+                for check in inspect(conn).get_check_constraints(table)
+            }
+        assert checks == {
+            ("drills", "ck_drills_status"): {state.value for state in DrillState},
+            ("answers", "ck_answers_source"): {source.value for source in AnswerSource},
+        }
+    finally:
+        db.dispose()
