@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/run_all.py [--quick] [--out bench/results.md]
 
-Runs bench/startup.py, ingest.py, slash_ack.py, leaderboard.py, reveal_lateness.py and slowloris.py one after
-another (each in its own process, each printing as it goes), then writes the machine, every script's
-tables and one table of all the goals to --out (default: bench/results.md) and prints that table.
+Runs bench/startup.py, ingest.py, answer_cost.py, slash_ack.py, leaderboard.py, reveal_lateness.py and
+slowloris.py one after another (each in its own process, each printing as it goes), then writes the machine,
+every script's tables and one table of all the goals to --out (default: bench/results.md) and prints that table.
 ingest.py also measures the bare Bolt app storing each reply with one SQLite insert.
 Exit status 1 if a script failed (not if a goal is missed: that is what is reported).
 """
@@ -24,7 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import machine, table  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
-SCRIPTS = ("startup.py", "ingest.py", "slash_ack.py", "leaderboard.py", "reveal_lateness.py", "slowloris.py")
+SCRIPTS = (
+    "startup.py", "ingest.py", "answer_cost.py", "slash_ack.py", "leaderboard.py", "reveal_lateness.py", "slowloris.py"
+)
 
 
 def _git(*args: str) -> str:

@@ -1,6 +1,6 @@
 """Smoke test of the benchmark scripts: each runs with --quick (tiny sizes) and prints its tables.
 
-The six scripts run at the same time (each in its own process group) to keep this file well under a
+The scripts run at the same time (each in its own process group) to keep this file well under a
 minute; their figures are meaningless here, only that they run end to end and report. The real runs
 (`python bench/run_all.py`) are not part of the test suite.
 """
@@ -32,6 +32,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
             "| bare Bolt + one SQLite insert | 64 |",
         ],
     ),
+    "answer_cost.py": ([], ["| what runs | CPU us per request |", "| drillbot (the answer stored) |"]),
     "slash_ack.py": (
         [],
         [
