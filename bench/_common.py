@@ -40,8 +40,6 @@ __all__ = [
     "BOT_TOKEN",
     "BUNDLED_BANK",
     "NEVER",
-    "PROPOSED",
-    "PROPOSED_NAME",
     "ROOT",
     "SIGNING_SECRET",
     "FakeSlackProcess",
@@ -75,14 +73,11 @@ _SIGNER = SlackSender("http://127.0.0.1:1")
 
 
 def parse_args(
-    description: str, argv: Sequence[str] | None = None, *, proposed: bool = False, floor: bool = False
+    description: str, argv: Sequence[str] | None = None, *, floor: bool = False
 ) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds (the smoke test)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
-    if proposed:
-        parser.add_argument("--proposed", action="store_true",
-                            help="also measure drillbot with the proposed changes patched in (drillbot_variant.py)")
     if floor:
         parser.add_argument("--floor", action="store_true",
                             help="also measure the bare Bolt app storing each event with one SQLite insert")
@@ -282,27 +277,11 @@ class Server:
         self.stop()
 
 
-# The product changes BENCHMARKS.md proposes, patched in by bench/drillbot_variant.py (for evidence).
-PROPOSED = {
-    "BENCH_SQLITE_WRITE_LOCK": "1",
-    "BENCH_SQLITE_NO_PING": "1",
-    "BENCH_CORE_ANSWERS": "1",
-    "BENCH_DIRECT_HANDOFF": "1",
-}
-PROPOSED_NAME = "drillbot + proposed changes"
-
-
-def drillbot_server(
-    env: dict[str, str], cwd: Path, name: str = "drillbot", *, variant: dict[str, str] | None = None
-) -> Server:
-    """`drillbot run --http` on a free port; with `variant`, through bench/drillbot_variant.py and those
-    BENCH_* settings (experimental changes patched in, for evidence)."""
+def drillbot_server(env: dict[str, str], cwd: Path, name: str = "drillbot") -> Server:
+    """`drillbot run --http` on a free port."""
     port = free_port()
     run = ["run", "--http", "--host", "127.0.0.1", "--port", str(port)]
-    if variant is None:
-        return Server(name, [sys.executable, "-m", "bot", *run], env=env, cwd=cwd, port=port)
-    argv = [sys.executable, str(ROOT / "bench" / "drillbot_variant.py"), *run]
-    return Server(name, argv, env={**env, **variant}, cwd=cwd, port=port)
+    return Server(name, [sys.executable, "-m", "bot", *run], env=env, cwd=cwd, port=port)
 
 
 def bare_bolt(

@@ -1,7 +1,7 @@
 """Profile a running `drillbot run --http` under the ingestion or slash-command load, with py-spy.
 
     .venv/bin/pip install py-spy          # not a project dependency
-    .venv/bin/python bench/profile.py ingest [--concurrency 16] [--events 6000] [--gil] [--proposed]
+    .venv/bin/python bench/profile.py ingest [--concurrency 16] [--events 6000] [--gil]
     .venv/bin/python bench/profile.py slash  [--concurrency 16] [--events 3000] [--gil]
 
 Starts the fake Slack and drillbot as bench/ingest.py and bench/slash_ack.py do, warms it up, then
@@ -26,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import ingest, slash_ack  # noqa: E402
 from bench._common import (  # noqa: E402
-    PROPOSED,
     FakeSlackProcess,
     bot_env,
     drillbot_server,
@@ -44,7 +43,6 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--events", type=int, default=None, help="requests to send while recording")
     parser.add_argument("--gil", action="store_true", help="sample only the thread holding the GIL")
-    parser.add_argument("--proposed", action="store_true", help="profile drillbot with the proposed changes")
     parser.add_argument("--out", type=Path, default=Path("drillbot-profile.raw"))
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
@@ -56,7 +54,7 @@ def main() -> int:
     with workdir("profile") as tmp, FakeSlackProcess(tmp) as fake:
         url = f"sqlite:///{tmp / 'drills.db'}"
         env = bot_env(slack_url=fake.url, database_url=url, drill_channel=None)
-        bot = drillbot_server(env, tmp, variant=PROPOSED if args.proposed else None).start()
+        bot = drillbot_server(env, tmp).start()
         try:
             bot.wait_healthy()
             if args.scenario == "ingest":

@@ -1,12 +1,11 @@
 """Run every benchmark and write one markdown report.
 
-    .venv/bin/python bench/run_all.py [--quick] [--no-proposed] [--out bench/results.md]
+    .venv/bin/python bench/run_all.py [--quick] [--out bench/results.md]
 
-Runs bench/startup.py, ingest.py, slash_ack.py, leaderboard.py, reveal_lateness.py and slowloris.py one after
-another (each in its own process, each printing as it goes), then writes the machine, every script's
-tables and one table of all the goals to --out (default: bench/results.md) and prints that table.
-ingest.py and slash_ack.py also measure drillbot with the proposed changes patched in, unless
---no-proposed; ingest.py also measures the bare Bolt app storing each reply with one SQLite insert.
+Runs bench/startup.py, ingest.py, answer_cost.py, slash_ack.py, leaderboard.py, reveal_lateness.py and
+slowloris.py one after another (each in its own process, each printing as it goes), then writes the machine,
+every script's tables and one table of all the goals to --out (default: bench/results.md) and prints that table.
+ingest.py also measures the bare Bolt app storing each reply with one SQLite insert.
 Exit status 1 if a script failed (not if a goal is missed: that is what is reported).
 """
 
@@ -25,8 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import machine, table  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
-SCRIPTS = ("startup.py", "ingest.py", "slash_ack.py", "leaderboard.py", "reveal_lateness.py", "slowloris.py")
-WITH_PROPOSED = ("ingest.py", "slash_ack.py")
+SCRIPTS = (
+    "startup.py", "ingest.py", "answer_cost.py", "slash_ack.py", "leaderboard.py", "reveal_lateness.py", "slowloris.py"
+)
 
 
 def _git(*args: str) -> str:
@@ -40,7 +40,6 @@ def _git(*args: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes (what the smoke test runs)")
-    parser.add_argument("--no-proposed", action="store_true", help="skip the proposed-changes rows")
     parser.add_argument("--out", type=Path, default=BENCH / "results.md")
     args = parser.parse_args()
     info = machine()
@@ -54,8 +53,6 @@ def main() -> int:
             argv = [sys.executable, str(BENCH / script), "--json", str(out)]
             if args.quick:
                 argv.append("--quick")
-            if script in WITH_PROPOSED and not args.no_proposed:
-                argv.append("--proposed")
             if script == "ingest.py":
                 argv.append("--floor")
             print(f"\n=== {script} ===", flush=True)

@@ -1,11 +1,11 @@
 """`/interview-question` acknowledgement latency at concurrency 1 and 16, measured at the HTTP client.
 
-    .venv/bin/python bench/slash_ack.py [--quick] [--proposed] [--json out.json]
+    .venv/bin/python bench/slash_ack.py [--quick] [--json out.json]
 
 Signed slash commands (a practice question: empty text, a different user each) go to a running
 `drillbot run --http` (subprocess, SQLite in a temp dir, the fake Slack in another process); the
 latency is from sending the request to reading the whole 200 ack. drillbot acks at once and answers
-through response_url from a lazy listener; after the runs every command's response_url post is checked
+through response_url from its own executor; after the runs every command's response_url post is checked
 to have arrived. Baselines in the same run, with the same requests: the bare Bolt app of
 bench/ingest.py whose command listener only acks (built like bot/app.py: process_before_response=True),
 and the same app with Bolt's default config (process_before_response=False), where the request thread
@@ -22,8 +22,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import (  # noqa: E402
-    PROPOSED,
-    PROPOSED_NAME,
     FakeSlackProcess,
     LoadResult,
     Report,
@@ -69,7 +67,7 @@ def drained(fake: FakeSlackProcess, expected: int) -> int:
 
 
 def main() -> int:
-    args = parse_args(__doc__ or "", proposed=True)
+    args = parse_args(__doc__ or "")
     count = 40 if args.quick else 1000
     warmup = 10 if args.quick else 100
     report = Report("Slash-command ack latency", args.quick)
@@ -77,8 +75,6 @@ def main() -> int:
         env = bot_env(slack_url=fake.url, database_url=f"sqlite:///{tmp / 'drills.db'}", drill_channel=None)
         bot = drillbot_server(env, tmp)
         servers = [bare_bolt(fake.url, tmp), bot, bare_bolt(fake.url, tmp, config="default")]
-        if args.proposed:
-            servers.insert(2, drillbot_server(env, tmp, PROPOSED_NAME, variant=PROPOSED))
         answering = [s for s in servers if s.name.startswith("drillbot")]
         try:
             # drillbot first, alone: it creates the schema; the others start on the migrated database.

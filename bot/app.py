@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import App, BoltResponse
@@ -42,8 +42,8 @@ def build_app(
         app = App(
             client=client,
             signing_secret=secret.get_secret_value() if secret else None,
-            # Listeners ack first and hand slow work to lazy functions, so running them before the
-            # response is what keeps acks fast (no polling for the ack) and answers durable.
+            # Listeners ack first and hand slow work to an executor (lazy functions, or ours), so running them
+            # before the response is what keeps acks fast (no polling for the ack) and answers durable.
             process_before_response=True,
             # One signature check: the HTTP edge (bot/web.py) verifies every request before Bolt sees it;
             # Socket Mode requests come over Slack's own authenticated connection.
@@ -55,7 +55,9 @@ def build_app(
         )
     finally:
         bolt_log.removeFilter(quiet)
-    listeners.register(app, service)
+    # What follows an ack runs on the listener executor (the bot's, drained at stop), else a small own one.
+    after_ack = listener_executor or ThreadPoolExecutor(max_workers=4, thread_name_prefix="after-ack")
+    listeners.register(app, service, after_ack)
 
     @app.error
     def log_listener_error(error: Exception, body: dict[str, Any], response: BoltResponse | None) -> None:

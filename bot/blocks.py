@@ -1,8 +1,14 @@
-"""Block Kit builders: pure functions from data to a message (`text` fallback + `blocks`).
+"""Block Kit builders: pure functions from data to a message (`text` fallback + `blocks`) or a view.
+
+Blocks, elements and views are slack_sdk's models (`slack_sdk.models.blocks`, `slack_sdk.models.views`),
+which check Slack's limits as they are turned into JSON (a header's 150 characters, a section's 3,000, a
+button's value, a view's 100 blocks): a builder that broke one would fail in its tests, never at Slack.
+What the SDK checks but does not fix is done here: long text is split into sections on paragraph, line
+or word boundaries, or truncated with an ellipsis, and a message keeps to 50 blocks (the SDK has no
+maintained message model that checks that). Builders return plain dicts, ready for the Web API.
 
 Everything that comes from outside the code (question bank, user input) goes through `escape()`, so
-`<!channel>` or `<@U123>` typed by someone is shown, never executed. Every builder keeps within Slack's
-limits (50 blocks, 3,000 characters per section text, 150 per header) by splitting or truncating.
+`<!channel>` or `<@U123>` typed by someone is shown, never executed.
 """
 
 from __future__ import annotations
@@ -12,12 +18,30 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    CheckboxesElement,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    InputBlock,
+    MarkdownTextObject,
+    Option,
+    PlainTextInputElement,
+    PlainTextObject,
+    SectionBlock,
+)
+from slack_sdk.models.views import View
+
 from bot.domain.practice import category_scores
 from bot.domain.questions import Question, QuestionBank
 from bot.domain.streaks import Streak
 
 __all__ = [
     "Message",
+    "text_message",
     "drill_message",
     "escape",
     "help_message",
@@ -29,9 +53,11 @@ __all__ = [
 ]
 
 Message = dict[str, Any]
-MAX_BLOCKS = 50
-MAX_SECTION = 3000
-MAX_HEADER = 150
+MAX_BLOCKS = 50  # in a message; a view's limit is the SDK's (View.blocks_max_length, 100)
+MAX_SECTION = SectionBlock.text_max_length
+MAX_HEADER = HeaderBlock.text_max_length
+MAX_CONTEXT_TEXT = 3000  # a context element's text (not checked by the SDK)
+MAX_INPUT = 3000  # a plain_text_input's max_length and initial_value
 MAX_TEXT = 3900  # fallback `text`; Slack truncates long text, keep it readable
 COMMAND = "/interview-question"
 
@@ -60,26 +86,45 @@ def _chunks(text: str, limit: int = MAX_SECTION) -> list[str]:
     return chunks
 
 
-def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": _truncate(text, MAX_SECTION)}}
+def _section(text: str) -> SectionBlock:
+    return SectionBlock(text=MarkdownTextObject(text=_truncate(text, MAX_SECTION)))
 
 
-def _sections(text: str) -> list[dict[str, Any]]:
+def _sections(text: str) -> list[Block]:
     return [_section(chunk) for chunk in _chunks(text)]
 
 
-def _context(text: str) -> dict[str, Any]:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": _truncate(text, MAX_SECTION)}]}
+def _context(text: str) -> ContextBlock:
+    return ContextBlock(elements=[MarkdownTextObject(text=_truncate(text, MAX_CONTEXT_TEXT))])
 
 
-def _header(text: str) -> dict[str, Any]:
-    return {"type": "header", "text": {"type": "plain_text", "text": _truncate(text, MAX_HEADER), "emoji": True}}
+def _header(text: str) -> HeaderBlock:
+    return HeaderBlock(text=PlainTextObject(text=_truncate(text, MAX_HEADER), emoji=True))
 
 
-def _message(text: str, blocks: Sequence[dict[str, Any]]) -> Message:
+def _plain(text: str) -> PlainTextObject:
+    return PlainTextObject(text=text)
+
+
+def _json(blocks: Sequence[Block]) -> list[dict[str, Any]]:
+    """The blocks as Web API JSON; the SDK checks each one against Slack's limits here."""
+    return [block.to_dict() for block in blocks]
+
+
+def _message(text: str, blocks: Sequence[Block]) -> Message:
     if len(blocks) > MAX_BLOCKS:
         blocks = [*blocks[: MAX_BLOCKS - 1], _context("(shortened to fit in one Slack message)")]
-    return {"text": _truncate(text, MAX_TEXT), "blocks": list(blocks)}
+    return {"text": _truncate(text, MAX_TEXT), "blocks": _json(blocks)}
+
+
+def _view(view: View) -> dict[str, Any]:
+    result: dict[str, Any] = view.to_dict()  # checked: title, buttons, private_metadata, 100 blocks
+    return result
+
+
+def text_message(text: str) -> Message:
+    """A message of one line of mrkdwn (a command's short reply)."""
+    return _message(text, [_section(text)])
 
 
 def slack_date(moment: datetime, fallback_format: str = "%a %d %b %H:%M UTC") -> str:
@@ -105,20 +150,17 @@ HOME_PRACTICE = "home_practice"
 PRACTICE_VIEW = "practice_modal"
 
 
-def _button(text: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
-    button: dict[str, Any] = {
-        "type": "button",
-        "text": {"type": "plain_text", "text": text, "emoji": True},
-        "action_id": action_id,
-        "value": value[:2000],
-    }
-    if style:
-        button["style"] = style
-    return button
+def _button(text: str, action_id: str, value: str, style: str | None = None) -> ButtonElement:
+    return ButtonElement(
+        text=PlainTextObject(text=text, emoji=True),
+        action_id=action_id,
+        value=value[: ButtonElement.value_max_length],
+        style=style,
+    )
 
 
-def _actions(block_id: str, *buttons: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "actions", "block_id": block_id, "elements": list(buttons)}
+def _actions(block_id: str, *buttons: ButtonElement) -> ActionsBlock:
+    return ActionsBlock(block_id=block_id, elements=list(buttons))
 
 
 def countdown(deadline: datetime) -> str:
@@ -137,7 +179,7 @@ def drill_message(
     drill_id: int | None = None,
 ) -> Message:
     title = escape(question.title)
-    blocks: list[dict[str, Any]] = [_header("Interview drill"), _section(f"*{title}*"), _context(_meta(question))]
+    blocks: list[Block] = [_header("Interview drill"), _section(f"*{title}*"), _context(_meta(question))]
     if closed:
         blocks.append(_section(f":white_check_mark: *Closed.* {answered} answered. The guidance is in the thread."))
         return _message(escape(f"Interview drill (closed, {answered} answered): {question.title}"), blocks)
@@ -164,7 +206,7 @@ def _bullets(items: Iterable[str]) -> str:
     return "\n".join(f"• {escape(item)}" for item in items)
 
 
-def _guidance_blocks(question: Question) -> list[dict[str, Any]]:
+def _guidance_blocks(question: Question) -> list[Block]:
     blocks = [*_sections(escape(question.guidance)), *_sections(f"*Key points*\n{_bullets(question.key_points)}")]
     if question.follow_ups:
         blocks.extend(_sections(f"*Follow-up questions*\n{_bullets(question.follow_ups)}"))
@@ -172,7 +214,7 @@ def _guidance_blocks(question: Question) -> list[dict[str, Any]]:
 
 
 def reveal_message(question: Question, *, answered: int, drill_id: int | None = None) -> Message:
-    blocks: list[dict[str, Any]] = [
+    blocks: list[Block] = [
         _header("Guidance"),
         _section(f"*{escape(question.title)}*"),
         *_guidance_blocks(question),
@@ -196,7 +238,7 @@ def sealed_answers_messages(answers: Sequence[tuple[str, str]]) -> list[Message]
     """The sealed answers, attributed and escaped, split into as many messages as the limits need."""
     if not answers:
         return []
-    blocks = [_section(f"*Sealed answers* ({len(answers)})")]
+    blocks: list[Block] = [_section(f"*Sealed answers* ({len(answers)})")]
     for user_id, text in answers:
         blocks.extend(_sections(f"*<@{user_id}>*\n{escape(text) or '_(empty)_'}"))
     messages = []
@@ -210,43 +252,37 @@ def sealed_answers_messages(answers: Sequence[tuple[str, str]]) -> list[Message]
 def reminder_message(*, left: timedelta, answered: int) -> Message:
     minutes = max(1, round(left.total_seconds() / 60))
     when = f"{minutes} minutes" if minutes < 120 else f"about {round(minutes / 60)} hours"
-    text = f":hourglass_flowing_sand: {when} left to answer this drill. {answered} answered so far."
-    return _message(text, [_section(text)])
+    return text_message(f":hourglass_flowing_sand: {when} left to answer this drill. {answered} answered so far.")
 
 
 def answer_modal(question: Question, *, drill_id: int, current: str = "") -> dict[str, Any]:
-    element: dict[str, Any] = {
-        "type": "plain_text_input",
-        "action_id": ANSWER_INPUT,
-        "multiline": True,
-        "max_length": 3000,
-        "placeholder": {"type": "plain_text", "text": "Your answer stays private until the reveal"},
-    }
-    if current:
-        element["initial_value"] = current[:3000]
-    return {
-        "type": "modal",
-        "callback_id": ANSWER_VIEW,
-        "private_metadata": str(drill_id),
-        "title": {"type": "plain_text", "text": "Your answer"},
-        "submit": {"type": "plain_text", "text": "Submit"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": [
-            _section(f"*{escape(question.title)}*"),
-            {
-                "type": "input",
-                "block_id": ANSWER_BLOCK,
-                "label": {"type": "plain_text", "text": "Answer"},
-                "element": element,
-            },
-            _context("Only you see it until the answer window closes; then it is posted in the drill's thread."),
-        ],
-    }
+    element = PlainTextInputElement(
+        action_id=ANSWER_INPUT,
+        multiline=True,
+        max_length=MAX_INPUT,
+        placeholder=_plain("Your answer stays private until the reveal"),
+        initial_value=current[:MAX_INPUT] or None,
+    )
+    return _view(
+        View(
+            type="modal",
+            callback_id=ANSWER_VIEW,
+            private_metadata=str(drill_id),
+            title=_plain("Your answer"),
+            submit=_plain("Submit"),
+            close=_plain("Cancel"),
+            blocks=[
+                _section(f"*{escape(question.title)}*"),
+                InputBlock(block_id=ANSWER_BLOCK, label=_plain("Answer"), element=element),
+                _context("Only you see it until the answer window closes; then it is posted in the drill's thread."),
+            ],
+        )
+    )
 
 
-def practice_blocks(question: Question, *, filters: str = "", show_guidance: bool = False) -> list[dict[str, Any]]:
+def practice_blocks(question: Question, *, filters: str = "", show_guidance: bool = False) -> list[Block]:
     tags = ", ".join(escape(t) for t in question.tags)
-    blocks: list[dict[str, Any]] = [
+    blocks: list[Block] = [
         _section(f":brain: *{escape(question.title)}*"),
         _context(f"{_meta(question)}  ·  *Tags:* {tags}"),
     ]
@@ -269,13 +305,15 @@ def practice_message(question: Question, *, filters: str = "", show_guidance: bo
 
 
 def practice_modal(question: Question, *, show_guidance: bool = False) -> dict[str, Any]:
-    return {
-        "type": "modal",
-        "callback_id": PRACTICE_VIEW,
-        "title": {"type": "plain_text", "text": "Practice"},
-        "close": {"type": "plain_text", "text": "Done"},
-        "blocks": practice_blocks(question, show_guidance=show_guidance),
-    }
+    return _view(
+        View(
+            type="modal",
+            callback_id=PRACTICE_VIEW,
+            title=_plain("Practice"),
+            close=_plain("Done"),
+            blocks=practice_blocks(question, show_guidance=show_guidance),
+        )
+    )
 
 
 def help_message(bank: QuestionBank) -> Message:
@@ -326,8 +364,7 @@ def leaderboard_message(streaks: Sequence[Streak], *, limit: int = 25, hidden: i
 
 
 def refusal_message() -> Message:
-    text = "Sorry, the leaderboard is only for the drill's managers. Your own answers count as usual."
-    return _message(text, [_section(text)])
+    return text_message("Sorry, the leaderboard is only for the drill's managers. Your own answers count as usual.")
 
 
 def _rating_lines(ratings: Mapping[str, Mapping[str, int]]) -> list[str]:
@@ -415,7 +452,7 @@ def _title(question: Question | None) -> str:
 
 def home_view(data: HomeData) -> dict[str, Any]:
     """The App Home tab. Everything on it is the viewer's own, except the manager section."""
-    blocks: list[dict[str, Any]] = [_header("Your interview drills"), _section(_streak_line(data.streak))]
+    blocks: list[Block] = [_header("Your interview drills"), _section(_streak_line(data.streak))]
     for name, streak in data.other_streaks:
         blocks.append(_context(f"*{escape(name)}*: {_streak_line(streak)}"))
     if data.snoozed_until:
@@ -439,7 +476,7 @@ def home_view(data: HomeData) -> dict[str, Any]:
             for day, title, channel, ts in data.checklists
         ]
         blocks.append(_section("*Your checklists* (change your ticks any time)\n" + "\n".join(links)))
-    blocks.append({"type": "divider"})
+    blocks.append(DividerBlock())
     blocks.append(_section("*Recent drills*"))
     for drill in [d for d in data.recent if d.revealed][:5]:  # an open drill's guidance would spoil it
         if drill.question is None:
@@ -447,7 +484,7 @@ def home_view(data: HomeData) -> dict[str, Any]:
         guidance = _truncate(escape(drill.question.guidance), 600)
         blocks.append(_section(f"*{drill.day.isoformat()}*: {escape(drill.question.title)}\n{guidance}"))
     if data.managed:
-        blocks.append({"type": "divider"})
+        blocks.append(DividerBlock())
         blocks.append(_header("Manager view"))
     for program in data.managed:
         title = f" ({escape(program.name)})" if len(data.managed) > 1 else ""
@@ -462,7 +499,7 @@ def home_view(data: HomeData) -> dict[str, Any]:
             f"• {d.day.isoformat()}: {d.answered} answered ({_title(d.question)})" for d in program.recent[:10]
         )
         blocks.extend(_sections(f"*Participation per drill{title}*\n" + (participation or "No drills yet.")))
-    return {"type": "home", "blocks": blocks[:MAX_BLOCKS]}
+    return _view(View(type="home", blocks=blocks[: View.blocks_max_length]))
 
 
 def digest_message(
@@ -501,11 +538,11 @@ def combine(parts: Sequence[tuple[str | None, Message]]) -> Message:
     """Several messages as one (e.g. a leaderboard per program), each under its name, within the limits."""
     if len(parts) == 1 and parts[0][0] is None:
         return parts[0][1]
-    blocks: list[dict[str, Any]] = []
+    blocks: list[Block] = []
     for name, message in parts:
         if name:
             blocks.append(_header(name))
-        blocks.extend(message["blocks"])
+        blocks.extend(Block.parse_all(message["blocks"]))
     return _message(" / ".join(str(m["text"]) for _, m in parts), blocks)
 
 
@@ -572,19 +609,18 @@ def checklist_message(
     else:
         chosen = set()
     indexed = [
-        (i, {"text": {"type": "mrkdwn", "text": _truncate(escape(point), 150)}, "value": str(i)})
+        (i, Option(value=str(i), text=MarkdownTextObject(text=_truncate(escape(point), 150))))
         for i, point in enumerate(points[:10])  # Slack's limit for one checkboxes element
     ]
-    options = [option for _i, option in indexed]
-    element: dict[str, Any] = {"type": "checkboxes", "action_id": CHECKLIST_INPUT, "options": options}
     initial = [option for i, option in indexed if i in chosen]
-    if initial:
-        element["initial_options"] = initial
-    blocks: list[dict[str, Any]] = [
+    element = CheckboxesElement(
+        action_id=CHECKLIST_INPUT, options=[option for _i, option in indexed], initial_options=initial or None
+    )
+    blocks: list[Block] = [
         _header("Your drill, privately"),
         _section(f"*{escape(question.title)}*\n<{thread_link(channel, thread_ts)}|The drill's thread>"),
         _section("*Which of these did your answer cover?* Only you see this."),
-        {"type": "actions", "block_id": CHECKLIST_BLOCK, "elements": [element]},
+        ActionsBlock(block_id=CHECKLIST_BLOCK, elements=[element]),
     ]
     if grade is not None and not ticks:
         blocks.append(

@@ -8,6 +8,7 @@ DRILLBOT_DEBUG=1.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -149,6 +150,11 @@ def run(ctx: click.Context, mode: str | None, port: int | None, host: str) -> No
     signal.signal(signal.SIGINT, request_stop)
     bot.start()
     _log_started(bot)
+    # Everything built so far lives as long as the process (the bank, the app, SQLAlchemy's mappers and
+    # compiled statements): out of the garbage collector's sight, a full collection no longer walks it. It
+    # did, about 120,000 objects, and each such pause (tens of milliseconds) held every request in flight.
+    gc.collect()
+    gc.freeze()
     stop.wait()
     if not bot.stop(deadline_seconds=STOP_DEADLINE_SECONDS):
         # Past the deadline: exit anyway. Every step is crash-safe (claims + reconcile on restart).

@@ -20,6 +20,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from slack_sdk import WebClient
 
 from bot.app import build_app
+from bot.domain.answers import concerns_answers
 from bot.domain.questions import QuestionBank, load_bank
 from bot.drills import DrillService, utcnow
 from bot.grader import build_grader
@@ -114,7 +115,7 @@ class Bot:
             assert settings.slack_signing_secret is not None
             secret = settings.slack_signing_secret.get_secret_value()
             edge = SlackEdge(app, signing_secret=secret, health=self.health, ready=self.readiness, metrics=metrics,
-                             slow_seconds=settings.drill_slow_request_ms / 1000)
+                             slow_seconds=settings.drill_slow_request_ms / 1000, messages=concerns_answers)
         # The Slack port (HTTP mode) and the metrics port (METRICS_PORT), on one uvicorn event loop.
         self.server = build_server(edge, host=self.host, port=self.port, metrics=metrics,
                                    metrics_host=settings.metrics_host, metrics_port=settings.metrics_port)

@@ -15,10 +15,11 @@ method and reason.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import socket
 import ssl
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.error import URLError
 from urllib.parse import urlsplit
@@ -30,6 +31,8 @@ from slack_sdk.http_retry.handler import RetryHandler
 from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
+from slack_sdk.models.metadata import Metadata
+from slack_sdk.web import SlackResponse
 
 from bot import heartbeat
 from bot.drills.port import DRILL_EVENT, REVEAL_EVENT, SEALED_EVENT, Marked
@@ -52,6 +55,7 @@ DEFAULT_API_URL = "https://slack.com/api/"
 RATE_LIMIT_RETRIES = 20
 CONNECTION_RETRIES = 3
 HTTP_TIMEOUT_SECONDS = 15
+MAX_HISTORY_PAGES = 20  # of 200 messages: a drill's thread or a channel's day, with room to spare
 
 _FIXES = {
     "invalid_auth": "SLACK_BOT_TOKEN is wrong or revoked: copy the Bot User OAuth Token again",
@@ -166,7 +170,8 @@ class SlackGateway:
         if thread_ts:
             kwargs["thread_ts"] = thread_ts
         if event_type:
-            kwargs["metadata"] = {"event_type": event_type, "event_payload": {"drill_id": drill_id, **(payload or {})}}
+            marker = {"drill_id": drill_id, **(payload or {})}
+            kwargs["metadata"] = Metadata(event_type=event_type, event_payload=marker)
         response = self._call("chat_postMessage", **kwargs)
         return str(response["ts"])
 
@@ -212,29 +217,36 @@ class SlackGateway:
         return found
 
     def _history(self, channel: str, *, oldest: float, thread_ts: str | None) -> Iterator[dict[str, Any]]:
-        cursor: str | None = None
-        for _page in range(20):
-            params: dict[str, Any] = {
-                "channel": channel,
-                "oldest": f"{oldest:.6f}",
-                "include_all_metadata": True,
-                "limit": 200,
-            }
-            if cursor:
-                params["cursor"] = cursor
-            if thread_ts:
-                response = self._call("conversations_replies", ts=thread_ts, **params)
-            else:
-                response = self._call("conversations_history", **params)
-            yield from response.get("messages") or []
-            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
-            if not cursor:
+        params: dict[str, Any] = {"channel": channel, "oldest": f"{oldest:.6f}", "include_all_metadata": True,
+                                  "limit": 200}
+        if thread_ts:
+            pages = self._pages("conversations_replies", ts=thread_ts, **params)
+        else:
+            pages = self._pages("conversations_history", **params)
+        for page in itertools.islice(pages, MAX_HISTORY_PAGES):
+            yield from page.get("messages") or []
+
+    def _pages(self, method: str, **kwargs: Any) -> Iterator[SlackResponse]:
+        """Every page of a paginated call: slack-sdk's response follows `next_cursor` itself when iterated;
+        each page is one Web API call, counted and with its errors mapped like `_call`'s."""
+        pages = iter(self._call(method, **kwargs))
+        yield next(pages)  # the first page is the response itself (already counted)
+        while True:
+            try:
+                page = self._guarded(method, lambda: next(pages))
+            except StopIteration:
                 return
+            yield page
 
     def _call(self, method: str, **kwargs: Any) -> Any:
+        return self._guarded(method, lambda: getattr(self.client, method)(**kwargs))
+
+    def _guarded(self, method: str, call: Callable[[], Any]) -> Any:
         heartbeat.beat()
         try:
-            response = getattr(self.client, method)(**kwargs)
+            response = call()
+        except StopIteration:
+            raise
         except Exception as exc:
             self._count(method, exc)
             if not isinstance(exc, SlackApiError):

@@ -20,6 +20,10 @@ Before Bolt sees a request it is size-checked (413 over 1 MB), signature-checked
 signature, or a timestamp more than five minutes old; the only check, Bolt's own is off) and parse-checked
 (415, 400), so hostile input never reaches a listener and never turns into a 5xx.
 
+A signed `message` event that no listener acts on (`messages`, e.g. `bot.domain.answers.concerns_answers`
+says so: top-level chatter, bot messages, joins) is acknowledged right there on the event loop, without a
+request thread or Bolt's middleware: the bot receives every message of its channels, and most are those.
+
 Each request to /slack/events is counted (by Slack request type and status) and timed (the ack latency).
 Every request gets one access-log line (method, path, status, type, duration, Slack event id): at INFO when
 it failed (status >= 400) or took longer than `slow_seconds` (`DRILL_SLOW_REQUEST_MS`), at DEBUG otherwise,
@@ -34,7 +38,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
@@ -84,6 +88,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Check = Callable[[], tuple[bool, dict[str, Any]]]
+# Given an Events API `message` event: may a listener act on it? False: acknowledged at the edge.
+MessageFilter = Callable[[Mapping[str, Any]], bool]
 
 
 @dataclass(frozen=True)
@@ -114,8 +120,10 @@ class SlackEdge:
         slow_seconds: float = 0.5,
         body_seconds: float = BODY_SECONDS,
         threads: int = REQUEST_THREADS,
+        messages: MessageFilter | None = None,
     ) -> None:
         self.app = app
+        self.messages = messages
         self.verifier = SignatureVerifier(signing_secret)
         self.health = health
         self.ready = ready
@@ -170,6 +178,10 @@ class SlackEdge:
         # of them cannot queue ahead of Slack's.
         if not self._signed(raw, headers):
             return _Reply(401, "invalid signature")
+        if self.messages is not None:
+            ignored = _ignored_message(self.messages, raw, headers)
+            if ignored is not None:
+                return ignored
         query = bytes(scope.get("query_string", b"")).decode("latin-1")
         return await loop.run_in_executor(self.pool, self._slack, raw, headers, query)
 
@@ -251,6 +263,26 @@ class SlackEdge:
         if retry:
             fields["slack_retry_num"] = retry
         log.log(level, "%s %s %d", method, path[:200], reply.status, extra=fields)
+
+
+def _ignored_message(messages: MessageFilter, raw: bytes, headers: dict[str, str]) -> _Reply | None:
+    """The 200 for a signed `message` event no listener acts on (`messages` says so), on the loop: no
+    request thread, no Bolt middleware. None: anything else, dispatched as usual."""
+    if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        return None
+    # The cheap test first: most of a busy channel's traffic is messages, but not every request is one.
+    if b'"message"' not in raw:
+        return None
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None  # the request thread answers 400, as for any unparseable body
+    if not _well_formed(body) or body.get("type") != "event_callback":
+        return None
+    event = body.get("event")
+    if not isinstance(event, dict) or event.get("type") != "message" or messages(event):
+        return None
+    return _Reply(200, "", kind="event", event_id=_slack_event_id(body))
 
 
 def _slack_event_id(body: dict[str, Any]) -> str | None:

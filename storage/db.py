@@ -22,7 +22,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -68,6 +68,7 @@ class Database:
         # which sleeps up to 100 ms between tries. Other processes still wait through the busy timeout.
         self._writer = threading.Lock() if self.dialect == "sqlite" else contextlib.nullcontext()
         self._local = threading.local()
+        self._write_conn: Connection | None = None  # SQLite: `begin()`'s connection, under the writer lock
 
     @contextmanager
     def transaction(self, *, snapshot: bool = False) -> Iterator[Session]:
@@ -89,6 +90,40 @@ class Database:
                 yield session
         finally:
             self._local.open = False
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """Like `transaction()`, but a bare Core connection: no ORM session, for the hot paths (an answer is a
+        prepared statement or two, see `storage.repo.insert_answer`). Same writer lock, same no-nesting rule."""
+        if getattr(self._local, "open", False):
+            raise RuntimeError("a database transaction is already open on this thread; transactions never nest")
+        self._local.open = True
+        try:
+            if self.dialect != "sqlite":
+                with self.engine.begin() as conn:
+                    yield conn
+                return
+            with self._writer:
+                # One connection for this process's writes, kept open: they take turns on the writer lock
+                # anyway, and a pool checkout, a new Connection and the checkin's reset each cost about as
+                # much as the statement itself. A connection that broke is dropped and the next one opened.
+                if self._write_conn is None or self._write_conn.closed or self._write_conn.invalidated:
+                    self._write_conn = self.engine.connect()
+                conn = self._write_conn
+                try:
+                    with conn.begin():
+                        yield conn
+                except BaseException:
+                    if conn.invalidated:
+                        conn.close()
+                        self._write_conn = None
+                    raise
+        finally:
+            self._local.open = False
+
+    @property
+    def postgres(self) -> bool:
+        return self.dialect == "postgresql"
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -152,6 +187,10 @@ class Database:
             raise ConfigError(f"DATABASE_URL: cannot open the database ({_reason(exc)})") from None
 
     def dispose(self) -> None:
+        with self._writer:
+            if self._write_conn is not None:
+                self._write_conn.close()
+                self._write_conn = None
         self.engine.dispose()
         self.read_engine.dispose()
 
@@ -180,6 +219,9 @@ def _tune_sqlite(engine: Engine, *, immediate: bool = True) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
+    begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # Straight to the driver: through SQLAlchemy's execute, BEGIN cost as much as the answer's INSERT.
+        conn.connection.driver_connection.execute(begin)

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Dialect,
+    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -29,11 +30,13 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     func,
     true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from bot.domain.answers import AnswerSource
 from bot.domain.lifecycle import DrillState
 
 __all__ = [
@@ -82,6 +85,21 @@ class Base(DeclarativeBase):
 DrillStatus = DrillState
 
 
+def _domain_enum(enum: type[DrillState] | type[AnswerSource], name: str) -> Enum:
+    """A domain enum as a column: its values stored as text (VARCHAR(16) with a CHECK constraint named
+    `name`, not a native PostgreSQL type: a new state is a migration of a constraint, not of a type), read
+    back as the enum's members; a value outside it is refused before the database sees it."""
+    return Enum(
+        enum,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda members: [member.value for member in members],
+        validate_strings=True,
+    )
+
+
 class Drill(Base):
     __tablename__ = "drills"
     __table_args__ = (
@@ -96,7 +114,7 @@ class Drill(Base):
     question_id: Mapped[str] = mapped_column(String(80))
     # The question as asked (Question.snapshot()); "missing" marks a backfill that found no such id.
     question: Mapped[str | None] = mapped_column(Text, default=None)
-    status: Mapped[str] = mapped_column(String(16), default=DrillStatus.POSTING)
+    status: Mapped[DrillState] = mapped_column(_domain_enum(DrillState, "ck_drills_status"), default=DrillState.POSTING)
     ts: Mapped[str | None] = mapped_column(String(32), default=None)
     deadline: Mapped[datetime] = mapped_column(UTCDateTime)
     posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
@@ -108,11 +126,11 @@ class Drill(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     error: Mapped[str | None] = mapped_column(String(255), default=None)
     # True once this closed drill has been folded into `streaks` (in drill order, see StreakState).
-    streak_applied: Mapped[bool] = mapped_column(Boolean, default=False)
+    streak_applied: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Sealed drills take answers in a modal and reveal them with the guidance (DRILL_SEALED at post time).
-    sealed: Mapped[bool] = mapped_column(Boolean, default=False)
+    sealed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # The live "N answered" on the drill message: what it shows, and when it was last refreshed.
-    count_shown: Mapped[int] = mapped_column(Integer, default=0)
+    count_shown: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     count_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
@@ -133,8 +151,9 @@ class Answer(Base):
     user_id: Mapped[str] = mapped_column(String(32))
     text: Mapped[str] = mapped_column(Text, default="")
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
-    # "thread" (a reply, public in Slack) or "modal" (sealed: private until the reveal).
-    source: Mapped[str] = mapped_column(String(16), default="thread")
+    source: Mapped[AnswerSource] = mapped_column(
+        _domain_enum(AnswerSource, "ck_answers_source"), default=AnswerSource.THREAD, server_default="thread"
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -173,6 +192,7 @@ class Rating(Base):
     """A person's self-rating after a reveal: nailed it / partly / missed."""
 
     __tablename__ = "ratings"
+    __table_args__ = (Index("ix_ratings_user", "user_id"),)
 
     drill_id: Mapped[int] = mapped_column(ForeignKey("drills.id", ondelete="CASCADE"), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -13,15 +13,34 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime, timedelta
-from typing import Any
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, NamedTuple, TypeAlias, cast
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Executable,
+    String,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    delete,
+    false,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from bot.domain.lifecycle import IN_FLIGHT, DrillState, check_transition
+from bot.domain.answers import AnswerSource
+from bot.domain.lifecycle import ANSWERABLE, IN_FLIGHT, DrillState, check_transition
 from storage.models import (
     Answer,
     DigestSent,
@@ -34,11 +53,19 @@ from storage.models import (
     StreakRebuild,
     StreakState,
     UserPrefs,
+    UTCDateTime,
 )
 
+# The answer path runs on a bare Core connection; the other queries on an ORM session. Both execute Core.
+Conn: TypeAlias = Connection | Session
 
-def _insert(session: Session):  # type: ignore[no-untyped-def]
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+def _dialect(conn: Conn) -> str:
+    return conn.get_bind().dialect.name if isinstance(conn, Session) else conn.dialect.name
+
+
+def _insert(conn: Conn):  # type: ignore[no-untyped-def]
+    return pg_insert if _dialect(conn) == "postgresql" else sqlite_insert
 
 
 def drill_for_day(session: Session, channel: str, day: date) -> Drill | None:
@@ -169,38 +196,175 @@ def drills_needing_reveal(session: Session, now: datetime) -> list[Drill]:
     return list(session.scalars(stmt.order_by(Drill.deadline, Drill.id)))
 
 
-def drill_for_answer(session: Session, channel: str, thread_ts: str) -> Drill | None:
+# -- the answer path: prepared Core statements on the caller's connection, no ORM objects -------------
+
+
+class AnswerTarget(NamedTuple):
+    """What the answer path needs of a drill (one row, read under a share lock)."""
+
+    id: int
+    channel: str
+    status: str
+    deadline: datetime
+    streak_applied: bool
+
+
+_drills = cast(Table, Drill.__table__)
+_answers = cast(Table, Answer.__table__)
+# `bot.domain.lifecycle.ANSWERABLE`, written into the statement (a fixed list of identifiers): a bound list
+# would be expanded into the SQL again on every execution. Sorted: the same text on every run.
+_ANSWERABLE: list[ColumnElement[str]] = [literal_column(f"'{state.value}'") for state in sorted(ANSWERABLE)]
+
+
+def accepts_answer_sql(
+    status: ColumnElement[Any], deadline: ColumnElement[Any], written_at: Any
+) -> ColumnElement[bool]:
+    """`bot.domain.lifecycle.accepts_answer` as a SQL condition (tests/test_answer_rule.py checks that the two
+    agree on every state and on deadlines around the time written): a posted drill, written before its deadline."""
+    return and_(status.in_(_ANSWERABLE), deadline > written_at)
+
+
+def _answer_insert(dialect: str, *, folded: bool) -> Executable:
+    insert_ = pg_insert if dialect == "postgresql" else sqlite_insert
+    now = bindparam("now", type_=UTCDateTime())
+    written_at = bindparam("written_at", type_=UTCDateTime())
+    source = select(
+        _drills.c.id,
+        _drills.c.channel,
+        bindparam("message_ts", type_=String()),
+        bindparam("user_id", type_=String()),
+        bindparam("text", type_=Text()),
+        false(),
+        literal_column(f"'{AnswerSource.THREAD.value}'"),
+        now,
+        now,
+    ).where(
+        _drills.c.channel == bindparam("channel", type_=String()),
+        _drills.c.ts == bindparam("thread_ts", type_=String()),
+        accepts_answer_sql(_drills.c.status, _drills.c.deadline, written_at),
+    )
+    if not folded:
+        # A drill already folded into the stored streaks also needs a rebuild request: the caller's second
+        # path (`answer_target`, then this statement with folded=True) does that.
+        source = source.where(~_drills.c.streak_applied)
+    if dialect == "postgresql":
+        # A share lock on the drill: a fold's UPDATE of the row waits for this answer's commit, and a fold
+        # that committed first is seen (the row is re-read after the wait, and `streak_applied` re-checked).
+        source = source.with_for_update(read=True, of=_drills)
+    columns = ["drill_id", "channel", "message_ts", "user_id", "text", "deleted", "source", "created_at", "updated_at"]
+    return (
+        insert_(_answers)
+        .from_select(columns, source)
+        .on_conflict_do_nothing(index_elements=["channel", "message_ts"])
+        .returning(_answers.c.id)
+    )
+
+
+# Built once per dialect: a statement object reused keeps its memoized cache key and compiled form.
+_ANSWER_INSERTS = {
+    (dialect, folded): _answer_insert(dialect, folded=folded)
+    for dialect in ("sqlite", "postgresql")
+    for folded in (False, True)
+}
+
+
+class ThreadReply(NamedTuple):
+    """A person's reply in a thread, as the answer path stores it (text already cleaned)."""
+
+    channel: str
+    thread_ts: str
+    message_ts: str
+    user_id: str
+    text: str
+    written_at: datetime
+    now: datetime
+
+
+def insert_answer(conn: Conn, *, reply: ThreadReply, folded: bool = False) -> bool:
+    """Store a thread reply as an answer to the drill whose message is `reply.thread_ts`, in one statement.
+
+    `INSERT ... SELECT` from that drill's row, with the acceptance rule (`accepts_answer_sql`) in the
+    statement; a redelivery (same channel and ts) inserts nothing. True when a row was stored. Without
+    `folded`, a drill already folded into the stored streaks is not answered here (False): the caller then
+    reads it with `answer_target` and asks for a rebuild along with the answer.
+    """
+    stmt = _ANSWER_INSERTS[(_dialect(conn), folded)]
+    return conn.execute(stmt, reply._asdict()).first() is not None
+
+
+def _target_select(dialect: str, by_answer: bool) -> Executable:
+    columns = (_drills.c.id, _drills.c.channel, _drills.c.status, _drills.c.deadline, _drills.c.streak_applied)
+    if by_answer:
+        stmt = (
+            select(*columns)
+            .join_from(_drills, _answers, _answers.c.drill_id == _drills.c.id)
+            .where(_answers.c.channel == bindparam("channel"), _answers.c.message_ts == bindparam("ts"))
+        )
+    else:
+        stmt = select(*columns).where(_drills.c.channel == bindparam("channel"), _drills.c.ts == bindparam("ts"))
+    return stmt.with_for_update(read=True, of=_drills) if dialect == "postgresql" else stmt
+
+
+_TARGETS = {(d, by): _target_select(d, by) for d in ("sqlite", "postgresql") for by in (False, True)}
+
+
+def answer_target(conn: Conn, channel: str, thread_ts: str) -> AnswerTarget | None:
     """The drill whose message is `thread_ts`, read under a share lock (PostgreSQL; SQLite serialises).
 
     The lock makes the answer and a streak fold of the same drill take turns: the fold's UPDATE of the
     row waits for this transaction, and reads the answer once it has committed.
     """
-    stmt = select(Drill).where(Drill.channel == channel, Drill.ts == thread_ts).with_for_update(read=True)
-    return session.scalar(stmt)
+    row = conn.execute(_TARGETS[(_dialect(conn), False)], {"channel": channel, "ts": thread_ts}).first()
+    return AnswerTarget(*row) if row is not None else None
 
 
-def insert_answer(session: Session, *, drill: Drill, user_id: str, message_ts: str, text: str, now: datetime) -> bool:
-    """Store a reply once; a redelivery of the same message (same channel and ts) changes nothing."""
-    stmt = (
-        _insert(session)(Answer)
-        .values(
-            drill_id=drill.id,
-            channel=drill.channel,
-            message_ts=message_ts,
-            user_id=user_id,
-            text=text,
-            deleted=False,
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["channel", "message_ts"])
-        .returning(Answer.id)
-    )
-    return session.execute(stmt).scalar_one_or_none() is not None
+def answer_target_of(conn: Conn, channel: str, message_ts: str) -> AnswerTarget | None:
+    """The drill a stored answer belongs to, under a share lock like `answer_target`."""
+    row = conn.execute(_TARGETS[(_dialect(conn), True)], {"channel": channel, "ts": message_ts}).first()
+    return AnswerTarget(*row) if row is not None else None
 
 
-def set_answer_text(session: Session, *, channel: str, message_ts: str, text: str, now: datetime) -> bool:
-    result = session.execute(
+class ThreadLookup(NamedTuple):
+    """A thread reply the one-statement path did not store: the drill of the thread (if any), and whether a
+    drill of the channel is still being posted (the thread may be that drill, not confirmed yet)."""
+
+    drill: AnswerTarget | None
+    posting: bool
+
+
+# A drill still being posted may be the thread's parent if it was claimed before the parent was written (a
+# minute of clock skew between this host and Slack allowed).
+POSTING_SKEW = timedelta(minutes=1)
+_LOOKUP_COLUMNS = (_drills.c.id, _drills.c.channel, _drills.c.status, _drills.c.deadline, _drills.c.streak_applied)
+# Two index probes in one statement: the thread's drill (channel, ts), and drills still being posted (status).
+_LOOKUP = union_all(
+    select(*_LOOKUP_COLUMNS, literal_column("1").label("matches")).where(
+        _drills.c.channel == bindparam("channel", type_=String()), _drills.c.ts == bindparam("ts", type_=String())
+    ),
+    select(*_LOOKUP_COLUMNS, literal_column("0").label("matches")).where(
+        _drills.c.status == literal_column(f"'{DrillState.POSTING.value}'"),
+        _drills.c.channel == bindparam("channel", type_=String()),
+        _drills.c.created_at <= bindparam("cutoff", type_=UTCDateTime()),
+    ),
+)
+_NEVER = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def thread_lookup(conn: Conn, channel: str, thread_ts: str, parent_posted: datetime | None) -> ThreadLookup:
+    """One indexed read, no lock: what `insert_answer` found no answer for. A caller that goes on to store an
+    answer re-reads the drill under its lock (`answer_target`)."""
+    cutoff = parent_posted + POSTING_SKEW if parent_posted is not None else _NEVER
+    drill, posting = None, False
+    for *columns, matches in conn.execute(_LOOKUP, {"channel": channel, "ts": thread_ts, "cutoff": cutoff}):
+        if matches:
+            drill = AnswerTarget(*columns)
+        else:
+            posting = True
+    return ThreadLookup(drill, posting)
+
+
+def set_answer_text(conn: Conn, *, channel: str, message_ts: str, text: str, now: datetime) -> bool:
+    result = conn.execute(
         update(Answer)
         .where(Answer.channel == channel, Answer.message_ts == message_ts)
         .values(text=text, updated_at=now)
@@ -208,21 +372,15 @@ def set_answer_text(session: Session, *, channel: str, message_ts: str, text: st
     return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
 
 
-def withdraw_answer(session: Session, *, channel: str, message_ts: str, now: datetime, keep_count: bool) -> bool:
+def withdraw_answer(conn: Conn, *, channel: str, message_ts: str, now: datetime, keep_count: bool) -> bool:
     """A deleted reply: its text is erased; it stops counting unless `keep_count` (drill already closed)."""
     values: dict[str, object] = {"text": "", "updated_at": now}
     if not keep_count:
         values["deleted"] = True
-    result = session.execute(
+    result = conn.execute(
         update(Answer).where(Answer.channel == channel, Answer.message_ts == message_ts).values(**values)
     )
     return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
-
-
-def drill_of_answer(session: Session, channel: str, message_ts: str) -> Drill | None:
-    """The drill an answer belongs to, under a share lock like `drill_for_answer`."""
-    stmt = select(Drill).join(Answer, Answer.drill_id == Drill.id).with_for_update(read=True, of=Drill)
-    return session.scalar(stmt.where(Answer.channel == channel, Answer.message_ts == message_ts))
 
 
 def drill_by_id_for_answer(session: Session, drill_id: int) -> Drill | None:
@@ -281,10 +439,10 @@ def replace_streak_states(session: Session, channel: str, rows: Iterable[tuple[s
         session.execute(insert(StreakState), values)
 
 
-def request_streak_rebuild(session: Session, channel: str, now: datetime) -> None:
+def request_streak_rebuild(conn: Conn, channel: str, now: datetime) -> None:
     """History already folded into the channel's streaks changed: the next fold rebuilds them."""
-    stmt = _insert(session)(StreakRebuild).values(channel=channel, requested_at=now)
-    session.execute(stmt.on_conflict_do_nothing(index_elements=["channel"]))
+    stmt = _insert(conn)(StreakRebuild).values(channel=channel, requested_at=now)
+    conn.execute(stmt.on_conflict_do_nothing(index_elements=["channel"]))
 
 
 def streak_rebuild_requested(session: Session, channel: str) -> bool:
@@ -317,7 +475,7 @@ def upsert_modal_answer(session: Session, *, drill: Drill, user_id: str, text: s
         user_id=user_id,
         text=text,
         deleted=False,
-        source="modal",
+        source=AnswerSource.MODAL,
         created_at=now,
         updated_at=now,
     )
@@ -331,7 +489,7 @@ def upsert_modal_answer(session: Session, *, drill: Drill, user_id: str, text: s
 def modal_answers(session: Session, drill_id: int) -> list[tuple[str, str]]:
     stmt = (
         select(Answer.user_id, Answer.text)
-        .where(Answer.drill_id == drill_id, Answer.source == "modal", ~Answer.deleted)
+        .where(Answer.drill_id == drill_id, Answer.source == AnswerSource.MODAL, ~Answer.deleted)
         .order_by(Answer.created_at, Answer.id)
     )
     return [(user, text) for user, text in session.execute(stmt)]
@@ -507,17 +665,6 @@ def team_ratings(session: Session, user_ids: Iterable[str] | None = None) -> dic
     for category, rating, n in session.execute(stmt):
         result[category][rating] = int(n)
     return dict(result)
-
-
-def posting_in(session: Session, channel: str, parent_posted: datetime) -> bool:
-    """Whether the thread's parent, posted at `parent_posted`, may be a drill not confirmed yet."""
-    stmt = select(Drill.id).where(
-        Drill.channel == channel,
-        Drill.status == DrillState.POSTING,
-        Drill.created_at <= parent_posted + timedelta(minutes=1),
-    )
-    stmt = stmt.limit(1)
-    return session.scalar(stmt) is not None
 
 
 def posted_drills(session: Session, channel: str) -> list[Drill]:

@@ -340,3 +340,35 @@ def test_ignored_events_are_acknowledged(start_bot, fake_slack):
     assert answer_rows(bot, drill_id) == []
     status, _ = slack.get("/healthz")
     assert status == 200
+
+
+def test_messages_that_cannot_be_answers_are_acknowledged_at_the_edge_and_the_rest_reach_the_listener(
+    start_bot, fake_slack
+):
+    bot, slack, drill_id, drill_ts = open_drill(start_bot, fake_slack)
+    edge = bot.server.listeners[0].app
+    dispatched: list[str] = []
+    real_dispatch = edge.app.dispatch
+
+    def counting_dispatch(request):  # type: ignore[no-untyped-def]
+        dispatched.append(request.body["event"].get("subtype") or "reply")
+        return real_dispatch(request)
+
+    edge.app.dispatch = counting_dispatch
+    chatter = reply_event(drill_ts, user="UALICE", text="hello channel")
+    del chatter["thread_ts"]
+    bot_reply = reply_event(drill_ts, user="UOTHERBOT", bot_id="BOTHER01")
+    join = {"type": "message", "subtype": "channel_join", "user": "UALICE", "channel": CHANNEL, "ts": now_ts()}
+    for event in (chatter, bot_reply, join):
+        ok(slack.event(event))
+    assert dispatched == []
+    counted = bot.runtime.metrics.registry.get_sample_value("drillbot_requests_total", {"type": "event", "status": "200"})
+    assert counted == 3  # still counted as Slack requests
+
+    reply = reply_event(drill_ts, user="UALICE", text="first draft")
+    ok(slack.event(reply))
+    ok(slack.event(_edit_event(reply, "second draft")))
+    ok(slack.event(_delete_event(reply)))
+    assert dispatched == ["reply", "message_changed", "message_deleted"]
+    [row] = answer_rows(bot, drill_id)
+    assert (row.text, row.deleted) == ("", True)

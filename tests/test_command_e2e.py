@@ -7,6 +7,7 @@ records as method "response_url".
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -77,6 +78,46 @@ def test_ack_does_not_wait_for_the_answer(start_bot, fake_slack):
     fake_slack.delays.pop("response_url")  # Slack takes the answer now
     reply = fake_slack.wait_for(lambda: [c for c in fake_slack.calls_to("response_url") if c.finished])[0].params
     assert "/interview-question" in everything(reply)
+
+
+def test_the_answer_runs_on_the_bots_executor_without_copying_the_request(start_bot, fake_slack, ask, monkeypatch):
+    """Not a Bolt lazy listener: those deep-copy the request and its context on the request thread before the
+    ack (`BoltRequest.to_copyable`), which was a third of the ack's CPU under load."""
+    from slack_bolt.request.request import BoltRequest
+
+    copies: list[str] = []
+    real_copy = BoltRequest.to_copyable
+    monkeypatch.setattr(BoltRequest, "to_copyable", lambda self: copies.append("copy") or real_copy(self))
+    _bot, slack = start_bot(drill_schedule=NEVER)
+    reply = ask(slack, "help")
+    assert "/interview-question" in everything(reply)
+    assert copies == []
+
+
+def test_a_failing_answer_is_logged_with_its_traceback_and_the_bot_keeps_answering(start_bot, fake_slack, ask):
+    bot, slack = start_bot(drill_schedule=NEVER)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("bot.listeners.commands")
+    logger.addHandler(handler)
+    real_snoozed_until = bot.runtime.service.people.snoozed_until
+
+    def broken(user_id):  # type: ignore[no-untyped-def]
+        raise RuntimeError("the database is on fire")
+
+    bot.runtime.service.people.snoozed_until = broken
+    try:
+        status, body = slack.command("stats", response_url=fake_slack.response_url("x"))
+        assert (status, body) == (200, b"")
+        fake_slack.wait_for(lambda: [r for r in records if "answering /interview-question failed" in r.getMessage()],
+                            timeout=5)
+    finally:
+        logger.removeHandler(handler)
+        bot.runtime.service.people.snoozed_until = real_snoozed_until
+    [record] = [r for r in records if "answering /interview-question failed" in r.getMessage()]
+    assert record.exc_info is not None and "the database is on fire" in str(record.exc_info[1])
+    assert "/interview-question" in everything(ask(slack, "help"))
 
 
 # -- practice questions ---------------------------------------------------------------------------

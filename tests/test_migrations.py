@@ -117,3 +117,59 @@ def test_a_fresh_upgrade_is_one_transaction_holding_the_lock_throughout(tmp_path
     finally:
         db.dispose()
     assert commits == ["commit"]
+
+
+def test_a_status_drillbot_does_not_know_stops_the_upgrade_with_one_line_naming_it(empty_database_url):
+    from bot.errors import ConfigError
+
+    db = Database(empty_database_url)
+    try:
+        db.upgrade("0005")
+        with db.engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO drills (channel, day, question_id, status, deadline, answer_count, attempts)"
+                " VALUES ('C1', '2026-01-01', 'q', 'paused', '2026-01-01 10:00:00', 0, 1)"
+            ))
+        try:
+            db.upgrade()
+        except ConfigError as exc:
+            message = str(exc)
+        else:
+            raise AssertionError("the upgrade went through")
+        assert "drills.status" in message and "paused" in message and "\n" not in message
+        assert db.revision() == "0005"  # nothing changed
+    finally:
+        db.dispose()
+
+
+def test_the_models_and_the_migrations_agree(empty_database_url):
+    """Alembic's autogenerate comparison of a freshly migrated database with storage.models finds nothing
+    (tables, columns, types, nullability, server defaults, indexes, unique constraints), and the CHECKs of
+    the enum columns (which Alembic does not compare) hold exactly the domain enums' values."""
+    import re
+
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import inspect
+
+    from bot.domain.answers import AnswerSource
+    from bot.domain.lifecycle import DrillState
+    from storage.models import Base
+
+    db = Database(empty_database_url)
+    try:
+        db.upgrade()
+        with db.engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+            assert compare_metadata(context, Base.metadata) == []
+            checks = {
+                (table, check["name"]): set(re.findall(r"'([^']*)'", check["sqltext"]))
+                for table in ("drills", "answers")
+                for check in inspect(conn).get_check_constraints(table)
+            }
+        assert checks == {
+            ("drills", "ck_drills_status"): {state.value for state in DrillState},
+            ("answers", "ck_answers_source"): {source.value for source in AnswerSource},
+        }
+    finally:
+        db.dispose()

@@ -4,6 +4,11 @@ Every path asks `bot.domain.lifecycle.accepts_answer` (or its sealed variant) an
 lock on the drill row, so an answer and a streak fold or a reveal claim of the same drill take turns. A
 change to history the stored streaks already include (a late redelivery, a withdrawn answer) only asks
 for a rebuild (`repo.request_streak_rebuild`); it never rewrites other drills' rows.
+
+Thread replies, their edits and deletes run on a bare Core connection (`Database.begin()`): a reply to an
+open drill is one prepared `INSERT ... SELECT` with the same rule in SQL (`repo.insert_answer`), stored
+before Slack gets its 200. Anything else (no such drill, after the deadline, a drill already folded into
+the streaks, a drill still being posted) takes a second look at the drill row and decides in Python.
 """
 
 from __future__ import annotations
@@ -53,35 +58,50 @@ class Answers:
             return self._record_delete(channel, event)
         return self._record_reply(channel, event, bot_user_id)
 
-    def _insert(self, session: Any, drill: Drill, message: Mapping[str, Any], text: str) -> bool:
-        new = repo.insert_answer(
-            session, drill=drill, user_id=str(message["user"]), message_ts=str(message["ts"]), text=text,
-            now=self.loop.clock(),
-        )
-        if new and drill.streak_applied:  # a late redelivery changed history already folded in
-            repo.request_streak_rebuild(session, drill.channel, self.loop.clock())
-        return new
-
     def _record_reply(self, channel: str, message: Mapping[str, Any], bot_user_id: str | None) -> str:
+        # Not a person's thread reply: decided here, before any database work (the HTTP edge acknowledges
+        # most such messages itself, by the same rule, and never dispatches them).
         if not is_person_reply(message, bot_user_id):
             return "ignored: not a person's thread reply"
         written = slack_ts_to_datetime(message["ts"])
         if written is None:
             return "ignored: bad ts"
-        with self.loop.db.transaction() as session:
-            drill = repo.drill_for_answer(session, channel, str(message.get("thread_ts")))
-            if drill is None:
-                parent = slack_ts_to_datetime(message.get("thread_ts"))
-                if parent is not None and repo.posting_in(session, channel, parent):
-                    # The drill may be this very thread, posted but not yet confirmed: let Slack redeliver.
-                    raise RetryLater(f"a drill in {channel} is still being posted")
-                return "ignored: not a drill thread"
-            if not accepts_answer(drill.status, drill.deadline, written):
-                return "ignored: after the deadline"
-            new = self._insert(session, drill, message, clean_text(message.get("text")))
+        thread_ts = str(message["thread_ts"])
+        reply = repo.ThreadReply(
+            channel, thread_ts, str(message["ts"]), str(message["user"]), clean_text(message.get("text")), written,
+            self.loop.clock(),
+        )
+        with self.loop.db.begin() as conn:
+            # The usual case, one statement: an answer to a drill that takes it and is not folded yet.
+            new = repo.insert_answer(conn, reply=reply)
+            if not new:
+                # Another thread, a closed window, a duplicate, or a drill folded already: one more read says.
+                seen = repo.thread_lookup(conn, channel, thread_ts, slack_ts_to_datetime(thread_ts))
+                if seen.drill is None:
+                    if seen.posting:
+                        # The drill may be this very thread, posted but not yet confirmed: let Slack redeliver.
+                        raise RetryLater(f"a drill in {channel} is still being posted")
+                    return "ignored: not a drill thread"
+                if not accepts_answer(seen.drill.status, seen.drill.deadline, written):
+                    return "ignored: after the deadline"
+                # Accepted, so a duplicate or a drill folded into the streaks: decide under the drill's lock.
+                drill = repo.answer_target(conn, channel, thread_ts)
+                if drill is None:
+                    return "ignored: not a drill thread"
+                if not accepts_answer(drill.status, drill.deadline, written):
+                    return "ignored: after the deadline"
+                new = self._insert_folded(conn, drill, reply)
         if new and self.loop.metrics:
             self.loop.metrics.answer_recorded(channel)
         return "answer recorded" if new else "duplicate ignored"
+
+    def _insert_folded(self, conn: Any, drill: repo.AnswerTarget, reply: repo.ThreadReply) -> bool:
+        """Store an accepted answer whatever the drill's fold state; a drill already folded into the stored
+        streaks (a late redelivery) gets a rebuild request too. The drill row is share-locked already."""
+        new = repo.insert_answer(conn, reply=reply, folded=True)
+        if new and drill.streak_applied:
+            repo.request_streak_rebuild(conn, drill.channel, self.loop.clock())
+        return new
 
     def _record_edit(
         self, channel: str, message: Mapping[str, Any], event: Mapping[str, Any], bot_user_id: str | None
@@ -89,21 +109,22 @@ class Answers:
         if not is_person_reply(message, bot_user_id):
             return "ignored: not a person's thread reply"
         edited = slack_ts_to_datetime(event.get("event_ts") or event.get("ts"))
-        with self.loop.db.transaction() as session:
-            drill = repo.drill_for_answer(session, channel, str(message.get("thread_ts")))
+        thread_ts = str(message.get("thread_ts"))
+        with self.loop.db.begin() as conn:
+            drill = repo.answer_target(conn, channel, thread_ts)
             if drill is None:
                 return "ignored: not a drill thread"
             if edited is None or not accepts_answer(drill.status, drill.deadline, edited):
                 return "ignored: edited after the deadline"
             text = clean_text(message.get("text"))
-            if repo.set_answer_text(
-                session, channel=channel, message_ts=str(message["ts"]), text=text, now=self.loop.clock()
-            ):
+            now = self.loop.clock()
+            if repo.set_answer_text(conn, channel=channel, message_ts=str(message["ts"]), text=text, now=now):
                 return "answer updated"
             written = slack_ts_to_datetime(message["ts"])
             if written is None or not accepts_answer(drill.status, drill.deadline, written):
                 return "ignored: after the deadline"
-            new = self._insert(session, drill, message, text)
+            reply = repo.ThreadReply(channel, thread_ts, str(message["ts"]), str(message["user"]), text, written, now)
+            new = self._insert_folded(conn, drill, reply)
         if new and self.loop.metrics:
             self.loop.metrics.answer_recorded(channel)
         return "answer recorded from edit"
@@ -114,18 +135,18 @@ class Answers:
         if not isinstance(deleted_ts, str):
             return "ignored: delete without ts"
         deleted_at = slack_ts_to_datetime(event.get("event_ts") or event.get("ts")) or self.loop.clock()
-        with self.loop.db.transaction() as session:
-            drill = repo.drill_of_answer(session, channel, deleted_ts)
+        with self.loop.db.begin() as conn:
+            drill = repo.answer_target_of(conn, channel, deleted_ts)
             if drill is None:
                 return "ignored: not an answer"
             # Withdrawn while the drill took answers: it stops counting. Deleted later: the text is erased
             # (the person's wish) but the participation stays, as the reveal already counted it.
             keep = not accepts_answer(drill.status, drill.deadline, deleted_at)
             changed = repo.withdraw_answer(
-                session, channel=channel, message_ts=deleted_ts, now=self.loop.clock(), keep_count=keep
+                conn, channel=channel, message_ts=deleted_ts, now=self.loop.clock(), keep_count=keep
             )
             if changed and not keep and drill.streak_applied:
-                repo.request_streak_rebuild(session, channel, self.loop.clock())
+                repo.request_streak_rebuild(conn, channel, self.loop.clock())
         return "answer text erased" if keep else "answer withdrawn"
 
     # -- sealed answers and self-ratings ---------------------------------------------------------

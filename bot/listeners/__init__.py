@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
+
 from slack_bolt import App
 
 from bot.drills import DrillService
@@ -10,9 +12,10 @@ from bot.listeners import actions, commands, events, views
 __all__ = ["register"]
 
 
-def register(app: App, service: DrillService) -> None:
+def register(app: App, service: DrillService, executor: Executor) -> None:
+    """`executor` runs what follows an ack (a slash command's answer)."""
     events.register(app, service)
-    commands.register(app, service)
+    commands.register(app, service, executor)
     actions.register(app, service)
     views.register(app, service)
     # Anything else Slack sends (an old button, a shortcut, an event type we do not use) is acknowledged by

@@ -1,7 +1,7 @@
 """A fake Slack Web API over real HTTP on 127.0.0.1, recording every call.
 
 It keeps channel messages (with metadata) so `conversations.history` / `conversations.replies` answer
-like Slack, serves `response_url` posts under /response/<name>, and can be scripted to fail: a status with
+like Slack (newest first, in pages of `limit` with a `next_cursor`), serves `response_url` posts under /response/..., and can be scripted to fail: a status with
 headers (429 + Retry-After, 500), an error body (`invalid_auth`), a delay, or "act then fail" (the
 message is stored but the reply is a 500: the uncertain case). Channel membership can be scripted too:
 a channel in `not_in_channel` answers reads as a public channel the bot was not invited to, one in
@@ -329,7 +329,14 @@ class FakeSlack:
                 messages = [m for m in messages if not m.get("thread_ts")]
             include_meta = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
             out = [m if include_meta else {k: v for k, v in m.items() if k != "metadata"} for m in reversed(messages)]
-            return 200, {"ok": True, "messages": out, "has_more": False}
+            # Pages as Slack cuts them: `limit` per page (100 by default), an opaque cursor to the next one.
+            limit = int(params.get("limit") or 100)
+            start = int(str(params.get("cursor") or "page:0").removeprefix("page:"))
+            page, more = out[start : start + limit], start + limit < len(out)
+            body: dict[str, Any] = {"ok": True, "messages": page, "has_more": more}
+            if more:
+                body["response_metadata"] = {"next_cursor": f"page:{start + limit}"}
+            return 200, body
         if method == "apps.connections.open":
             return 200, {"ok": True, "url": "ws://127.0.0.1:9/socket"}  # nothing listens: offline test
         if method in ("chat.postEphemeral", "views.open", "views.publish", "views.update", "chat.delete"):

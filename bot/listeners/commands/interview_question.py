@@ -16,10 +16,6 @@ from bot.home import next_practice_question, public_leaderboard, stats_for
 __all__ = ["COMMAND", "command_responder", "reply_for"]
 
 
-def _text(text: str) -> blocks.Message:
-    return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
-
-
 def _snooze(service: DrillService, user_id: str, words: list[str]) -> str:
     """`snooze until 2026-12-31` (or `snooze 2026-12-31`)."""
     if words and words[0].lower() == "until":
@@ -54,21 +50,22 @@ def reply_for(text: str, user_id: str, service: DrillService, channel_id: str = 
     if first == "stats":
         return stats_for(service, user_id)
     if first == "snooze":
-        return _text(_snooze(service, user_id, words[1:]))
+        return blocks.text_message(_snooze(service, user_id, words[1:]))
     if first == "resume":
-        return _text(blocks.resume_reply(service.resume(user_id)))
+        return blocks.text_message(blocks.resume_reply(service.resume(user_id)))
     if first == "private":
         choice = words[1].lower() if len(words) > 1 else ""
         if choice not in ("on", "off"):
-            return _text(f"Use `{COMMAND} private on` or `{COMMAND} private off`.")
+            return blocks.text_message(f"Use `{COMMAND} private on` or `{COMMAND} private off`.")
         service.set_private(user_id, choice == "on")
-        return _text(blocks.privacy_reply(choice == "on"))
+        return blocks.text_message(blocks.privacy_reply(choice == "on"))
     if first == "feedback":
         choice = words[1].lower() if len(words) > 1 else ""
         if choice not in ("on", "off"):
-            return _text(f"Use `{COMMAND} feedback off` (no checklist DMs, nothing sent to a grader) or `on`.")
+            usage = f"Use `{COMMAND} feedback off` (no checklist DMs, nothing sent to a grader) or `on`."
+            return blocks.text_message(usage)
         service.feedback.set_enabled(user_id, choice == "on")
-        return _text(blocks.feedback_reply(choice == "on"))
+        return blocks.text_message(blocks.feedback_reply(choice == "on"))
     if words and words[0].lower() == "categories":
         return blocks.categories_message(bank)
     unknown = bank.unknown_terms(words)

@@ -3,8 +3,8 @@
 The self-ratings (`ratings`) stay as they are: the checklist replaces the question they asked, and the
 stats read old ratings as coverage where a drill has no ticks (see bot.domain.feedback).
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-06
 """
 
@@ -15,8 +15,8 @@ from alembic import op
 
 from storage.models import UTCDateTime
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
