@@ -322,3 +322,13 @@ def test_sealed_answers_get_a_checklist_too(start_bot, fake_slack, make_clock) -
     service.send_feedback()
     dms = fake_slack.wait_for(lambda: _dms(fake_slack, "UCARA"), timeout=10)
     assert len(dms) == 1 and _checkboxes({"blocks": _blocks(dms[0])})["options"]
+
+
+def test_a_slow_grader_grades_a_few_answers_at_a_time(drilled, fake_slack, fake_openai) -> None:
+    # Both grades take a while: graded one after the other, the fake would never answer two at once.
+    fake_openai.replies.extend([("sleep", 0.8, None), ("sleep", 0.8, None)])
+    bot, _slack, _clock, _posted = drilled(**grader_settings(fake_openai, drill_grader_timeout_seconds=5))
+    bot.runtime.service.send_feedback()
+    assert all(len(_dms(fake_slack, u)) == 1 for u in PEOPLE)
+    assert all("initial_options" in _checkboxes({"blocks": _blocks(_dms(fake_slack, u)[0])}) for u in PEOPLE)
+    assert fake_openai.most_in_flight == 2  # two at a time (GRADER_CONCURRENCY), not one after the other

@@ -11,6 +11,7 @@ and nothing of theirs is sent to the grader.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import StrEnum
@@ -20,7 +21,7 @@ from bot.domain.claims import can_take_over
 from bot.domain.feedback import Grade, Tick, category_coverage, most_missed
 from bot.drills.loop import Loop, describe_failure
 from bot.drills.port import FEEDBACK_EVENT
-from bot.grader import Grader
+from bot.grader import GRADER_CONCURRENCY, Grader
 from bot.logs import bind
 from storage import repo
 from storage.models import Drill
@@ -77,11 +78,16 @@ class Feedback:
                     taken = session.get(Drill, row.drill_id)
                     if taken is not None:
                         todo.append((taken, row.user_id))
-        sent = 0
-        for drill, user in todo:
-            with bind(drill_id=drill.id):
-                sent += self._send(drill, user)
-        return sent
+        if self.grader is None or len(todo) < 2:
+            return sum(self._send_bound(drill, user) for drill, user in todo)
+        # Grading waits on the network: answers are graded (and their checklists sent) a few at a time, so
+        # a slow grader delays one person's checklist, not everyone's after it.
+        with ThreadPoolExecutor(max_workers=GRADER_CONCURRENCY, thread_name_prefix="feedback") as pool:
+            return sum(pool.map(lambda item: self._send_bound(*item), todo))
+
+    def _send_bound(self, drill: Drill, user: str) -> int:
+        with bind(drill_id=drill.id):
+            return self._send(drill, user)
 
     def _send(self, drill: Drill, user: str) -> int:
         loop = self.loop

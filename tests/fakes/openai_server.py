@@ -20,6 +20,8 @@ class FakeOpenAI:
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.replies: deque[Any] = deque()
+        self.in_flight = 0
+        self.most_in_flight = 0  # the most requests it was answering at once
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         fake = self
@@ -34,9 +36,18 @@ class FakeOpenAI:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with fake.lock:
+                    fake.in_flight += 1
+                    fake.most_in_flight = max(fake.most_in_flight, fake.in_flight)
                     fake.requests.append(body)
                     fake.headers.append({k.lower(): v for k, v in self.headers.items()})
                     reply = fake.replies.popleft() if fake.replies else None
+                try:
+                    self._answer(body, reply)
+                finally:
+                    with fake.lock:
+                        fake.in_flight -= 1
+
+            def _answer(self, body: dict[str, Any], reply: Any) -> None:
                 if isinstance(reply, tuple) and reply[0] == "sleep":
                     fake.stopping.wait(reply[1])
                     reply = reply[2] if len(reply) > 2 else None
