@@ -23,7 +23,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from bot.domain.claims import LEASE
 from storage import repo
@@ -50,17 +49,6 @@ def dead_pid() -> int:
     return proc.pid
 
 
-def lease_runs_out(url: str) -> None:
-    """Time passes for the dead owner's claim: its lease started more than a lease ago."""
-    db = Database(url)
-    try:
-        with db.transaction() as session:
-            for drill in session.scalars(select(Drill).where(Drill.claimed_by.is_not(None))):
-                drill.claimed_at = drill.claimed_at - LEASE - timedelta(seconds=1)
-    finally:
-        db.dispose()
-
-
 def clean_logs(caplog: pytest.LogCaptureFixture) -> str:
     """The in-process bot's log: no token, no traceback."""
     text = caplog.text
@@ -85,7 +73,7 @@ def kill_while_posting(launch: Any, env: dict[str, str], fake: FakeSlack, db: An
     assert drill.ts is None
     assert drill.claimed_by is not None and f":{first.pid}:" in drill.claimed_by
     assert fake.drill_id_of(message) == drill.id
-    lease_runs_out(url)
+    db.lease_runs_out(url)
     return message
 
 
@@ -230,7 +218,7 @@ def test_killed_while_revealing_the_reveal_is_adopted_after_restart(
     assert drill.status == DrillStatus.REVEALING
     assert drill.claimed_by is not None and f":{first.pid}:" in drill.claimed_by
     assert fake.calls_to("chat.update") == []
-    lease_runs_out(database_url)
+    db.lease_runs_out(database_url)
 
     if restart == "reveal":
         again = run_cli("reveal", "--due", env=env)

@@ -15,7 +15,6 @@ import pytest
 
 from bot.domain.questions import load_bank
 from bot.drills import DrillService
-from bot.settings import Settings
 from bot.slack_api import SlackGateway, make_client
 from storage.db import Database
 from storage.models import Answer, Drill, StreakState
@@ -26,37 +25,19 @@ from tests.fakes.workspace import BOT_TOKEN, CHANNEL, TEST_BANK
 MONDAY_10 = datetime(2023, 11, 14, 10, 0, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
+@pytest.fixture
+def clock(make_clock: Any) -> Any:
+    return make_clock(MONDAY_10)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(MONDAY_10)
-
-
-@pytest.fixture
-def build(fake_slack: FakeSlack, database_url: str, clock: Clock) -> Iterator[Any]:
+def build(fake_slack: FakeSlack, make_settings: Any, clock: Any) -> Iterator[Any]:
+    """`build(**settings)`: the drill loop of one process (a new owner each call) on the test's database."""
     made: list[Database] = []
 
     def factory(**overrides: Any) -> DrillService:
-        values: dict[str, Any] = {
-            "slack_bot_token": BOT_TOKEN,
-            "slack_api_url": fake_slack.url,
-            "drill_channel": CHANNEL,
-            "database_url": database_url,
-            "questions_file": str(TEST_BANK),
-            "drill_schedule": "0 10 * * 1-5",
-            "drill_answer_window": "1h",
-        }
-        values.update(overrides)
-        settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
-        db = Database(database_url)
-        db.upgrade()
+        settings = make_settings(**{"drill_answer_window": "1h", **overrides})
+        db = Database(settings.database_url)
         made.append(db)
         slack = SlackGateway(make_client(token=BOT_TOKEN, base_url=fake_slack.url))
         return DrillService(settings=settings, bank=load_bank(str(TEST_BANK)), db=db, slack=slack, clock=clock)
@@ -81,12 +62,12 @@ def _replies(fake: FakeSlack, thread: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("error", ["is_archived", "not_in_channel", "channel_not_found"])
 def test_a_refused_reveal_is_retried_and_post_never_posts_that_drill_again(
-    error: str, build: Any, fake_slack: FakeSlack, clock: Clock
+    error: str, build: Any, fake_slack: FakeSlack, clock: Any
 ) -> None:
     service = build()
     posted = service.post_today()
     assert posted.result == "posted"
-    clock.now += timedelta(hours=1, minutes=1)
+    clock.advance(hours=1, minutes=1)
     fake_slack.fail_next("chat.postMessage", Failure(status=200, body={"ok": False, "error": error}))
     assert service.reveal_due() == []
 
@@ -101,31 +82,31 @@ def test_a_refused_reveal_is_retried_and_post_never_posts_that_drill_again(
     assert _drill(service).status == "closed"
 
 
-def test_the_running_bot_retries_a_refused_reveal_on_its_own(build: Any, fake_slack: FakeSlack, clock: Clock) -> None:
+def test_the_running_bot_retries_a_refused_reveal_on_its_own(build: Any, fake_slack: FakeSlack, clock: Any) -> None:
     service = build()
     posted = service.post_today()
-    clock.now += timedelta(hours=1, minutes=1)
+    clock.advance(hours=1, minutes=1)
     fake_slack.fail_next("chat.postMessage", Failure(status=200, body={"ok": False, "error": "is_archived"}))
     assert service.reveal_due() == []
     assert service.reveal_due() == []  # not at once: a refusal waits its retry delay
-    clock.now += timedelta(minutes=6)
+    clock.advance(minutes=6)
     assert service.reveal_due() == [posted.drill_id]
     assert len(_replies(fake_slack, str(posted.ts))) == 1
 
 
 def test_sealed_answers_are_posted_when_a_restart_adopts_the_reveal(
-    build: Any, fake_slack: FakeSlack, clock: Clock
+    build: Any, fake_slack: FakeSlack, clock: Any
 ) -> None:
     service = build(drill_sealed=True)
     posted = service.post_today()
     assert posted.drill_id is not None
     assert service.submit_sealed_answer(posted.drill_id, "UANNA", "my sealed answer") in (None, "stored")
-    clock.now += timedelta(hours=1, minutes=1)
+    clock.advance(hours=1, minutes=1)
     # The reveal lands in Slack but the reply is lost (500 after acting): the process then dies.
     fake_slack.fail_next("chat.postMessage", Failure(status=500, act=True))
     assert service.reveal_due() == []
     restarted = build(drill_sealed=True)
-    clock.now += timedelta(minutes=11)  # past the old claim's lease and retry delay
+    clock.advance(minutes=11)  # past the old claim's lease and retry delay
     assert restarted.reveal_due() == [posted.drill_id]
     replies = _replies(fake_slack, str(posted.ts))
     assert sum("Sealed answers" in str(m.get("text")) for m in replies) == 1, "sealed answers never posted"
@@ -133,16 +114,16 @@ def test_sealed_answers_are_posted_when_a_restart_adopts_the_reveal(
 
 
 def test_after_two_uncertain_posts_the_deadline_shown_is_the_deadline_enforced(
-    build: Any, fake_slack: FakeSlack, clock: Clock
+    build: Any, fake_slack: FakeSlack, clock: Any
 ) -> None:
     service = build()
     # 1st attempt: Slack never saw it (500). 2nd attempt (a fresh deadline): posted, but the reply is lost.
     fake_slack.fail_next("chat.postMessage", Failure(status=500), Failure(status=500, act=True))
     assert service.post_today().result == "retrying"
-    clock.now += timedelta(minutes=1)
+    clock.advance(minutes=1)
     assert service.post_today().result == "retrying"
-    shown_at = clock.now
-    clock.now += timedelta(minutes=11)
+    shown_at = clock()
+    clock.advance(minutes=11)
     adopted = service.post_today()
     assert adopted.result in ("adopted", "posted")
     assert len(_top_level(fake_slack)) == 1
@@ -151,18 +132,18 @@ def test_after_two_uncertain_posts_the_deadline_shown_is_the_deadline_enforced(
     assert abs((drill.deadline - (shown_at + timedelta(hours=1))).total_seconds()) < 2, drill.deadline
 
 
-def test_a_delete_after_the_fold_updates_the_stored_streaks(build: Any, fake_slack: FakeSlack, clock: Clock) -> None:
+def test_a_delete_after_the_fold_updates_the_stored_streaks(build: Any, fake_slack: FakeSlack, clock: Any) -> None:
     service = build()
     posted = service.post_today()
-    reply_ts = f"{clock.now.timestamp() + 60:.6f}"
+    reply_ts = f"{clock().timestamp() + 60:.6f}"
     event = {"type": "message", "channel": CHANNEL, "user": "UANNA", "text": "answer", "thread_ts": posted.ts,
              "ts": reply_ts}
     assert service.handle_message_event(event, "UBOT") == "answer recorded"
-    clock.now += timedelta(minutes=30)
+    clock.advance(minutes=30)
     # Deleted before the deadline (withdrawn), but Slack delivers the delete only after the fold.
     deleted = {"type": "message", "subtype": "message_deleted", "channel": CHANNEL, "deleted_ts": reply_ts,
-               "event_ts": f"{clock.now.timestamp():.6f}"}
-    clock.now += timedelta(hours=1)
+               "event_ts": f"{clock().timestamp():.6f}"}
+    clock.advance(hours=1)
     assert service.reveal_due() == [posted.drill_id]
     assert service.fold_streaks(CHANNEL) == 0  # folded already, with the answer
     assert service.handle_message_event(deleted, "UBOT") == "answer withdrawn"
@@ -171,10 +152,10 @@ def test_a_delete_after_the_fold_updates_the_stored_streaks(build: Any, fake_sla
         assert [(s.user_id, s.total) for s in session.query(StreakState)] == []
 
 
-def test_a_lost_claim_is_noticed_and_nothing_more_is_done(build: Any, fake_slack: FakeSlack, clock: Clock) -> None:
+def test_a_lost_claim_is_noticed_and_nothing_more_is_done(build: Any, fake_slack: FakeSlack, clock: Any) -> None:
     service = build()
     posted = service.post_today()
-    clock.now += timedelta(hours=1, minutes=1)
+    clock.advance(hours=1, minutes=1)
     other = build()
     # While this process waits on a slow reveal (past its lease), another takes the step over and finishes.
     fake_slack.fail_next("chat.postMessage", Failure(status=200, delay=1.0, act=True))
@@ -188,7 +169,7 @@ def test_a_lost_claim_is_noticed_and_nothing_more_is_done(build: Any, fake_slack
     thread = threading.Thread(target=slow)
     thread.start()
     fake_slack.wait_for(lambda: fake_slack.calls_to("chat.postMessage")[1:])
-    clock.now += timedelta(minutes=11)
+    clock.advance(minutes=11)
     assert other.reveal_due() == [posted.drill_id]  # adopts the message the slow one posted
     thread.join(10)
     assert result == [[]], "the step that lost its claim reported success"
@@ -196,7 +177,7 @@ def test_a_lost_claim_is_noticed_and_nothing_more_is_done(build: Any, fake_slack
 
 
 def test_replicas_sharing_hostname_and_pid_trust_each_others_live_claims(
-    build: Any, fake_slack: FakeSlack, clock: Clock
+    build: Any, fake_slack: FakeSlack, clock: Any
 ) -> None:
     from bot.domain.claims import Owner
 
@@ -219,12 +200,12 @@ def test_a_nested_transaction_fails_at_once(build: Any) -> None:
             pass
 
 
-def test_answers_to_a_drill_are_stored_once_and_the_fold_sees_them(build: Any, clock: Clock) -> None:
+def test_answers_to_a_drill_are_stored_once_and_the_fold_sees_them(build: Any, clock: Any) -> None:
     service = build()
     posted = service.post_today()
     for n, user in enumerate(["UA", "UB"]):
         event = {"type": "message", "channel": CHANNEL, "user": user, "text": "x", "thread_ts": posted.ts,
-                 "ts": f"{clock.now.timestamp() + n + 1:.6f}"}
+                 "ts": f"{clock().timestamp() + n + 1:.6f}"}
         service.handle_message_event(event, "UBOT")
         service.handle_message_event(event, "UBOT")
     with service.db.transaction() as session:

@@ -7,7 +7,7 @@ the bank at start), reveal. And the migration that gives drills from before it t
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +28,6 @@ from tests.fakes.workspace import BOT_TOKEN, CHANNEL, TEST_BANK
 TUESDAY_10 = datetime(2023, 11, 14, 10, 0, tzinfo=UTC)  # the fake Slack's timestamps fall on this day
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def bank_file(tmp_path: Path) -> Path:
     path = tmp_path / "bank.yaml"
@@ -44,23 +36,14 @@ def bank_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def start(fake_slack: FakeSlack, database_url: str, bank_file: Path) -> Iterator[Any]:
+def start(fake_slack: FakeSlack, make_settings: Any, bank_file: Path, make_clock: Any) -> Iterator[Any]:
     made: list[Database] = []
-    clock = Clock(TUESDAY_10)
+    clock = make_clock(TUESDAY_10)
 
     def factory() -> DrillService:
-        settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
-            slack_bot_token=BOT_TOKEN,
-            slack_api_url=fake_slack.url,
-            drill_channel=CHANNEL,
-            database_url=database_url,
-            questions_file=str(bank_file),
-            drill_schedule="0 10 * * 1-5",
-            drill_answer_window="1h",
-        )
+        settings = make_settings(questions_file=str(bank_file), drill_answer_window="1h")
         bank = load_bank(str(bank_file))  # what a (re)start does
-        db = Database(database_url)
+        db = Database(settings.database_url)
         db.upgrade(bank=bank)
         made.append(db)
         slack = SlackGateway(make_client(token=BOT_TOKEN, base_url=fake_slack.url))
@@ -107,7 +90,7 @@ def test_the_question_asked_is_the_question_revealed(
     _edit(bank_file, posted.question_id, how)
     restarted = start()
     assert restarted.bank.get(posted.question_id) is None or how == "reword"
-    start.clock.now += timedelta(hours=1, minutes=1)
+    start.clock.advance(hours=1, minutes=1)
     assert restarted.reveal_due() == [posted.drill_id]
 
     replies = _guidance_replies(fake_slack, str(posted.ts))

@@ -14,14 +14,12 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from bot.domain.claims import LEASE
 from storage.db import Database
 from storage.models import Drill, DrillStatus
 from tests.conftest import BOT_TOKEN, CHANNEL, SIGNING_SECRET, TEST_BANK, SlackSender
@@ -161,17 +159,6 @@ def drill_row(database_url: str) -> tuple[str, str | None, int] | None:
         db.dispose()
 
 
-def lease_runs_out(database_url: str) -> None:
-    """Time passes for the stopped process's claim (claims trust only their lease): move its start back."""
-    db = Database(database_url)
-    try:
-        with db.transaction() as session:
-            for drill in session.scalars(select(Drill).where(Drill.claimed_by.is_not(None))):
-                drill.claimed_at = drill.claimed_at - LEASE - timedelta(seconds=1)
-    finally:
-        db.dispose()
-
-
 def top_level_messages(fake: FakeSlack) -> list[dict]:
     with fake.lock:
         return [m for m in fake.messages[CHANNEL] if not m.get("thread_ts")]
@@ -187,7 +174,7 @@ def top_level_messages(fake: FakeSlack) -> list[dict]:
     ],
 )
 def test_sigterm_during_a_slow_scheduled_post_exits_in_time_and_the_restart_posts_once(
-    slack_api, tmp_path, launch, slack_behaviour
+    slack_api, tmp_path, launch, slack_behaviour, db
 ):
     env = make_env(slack_api, tmp_path, DRILL_SCHEDULE=EVERY_MINUTE)
     if slack_behaviour == "acts_late":
@@ -214,7 +201,7 @@ def test_sigterm_during_a_slow_scheduled_post_exits_in_time_and_the_restart_post
         slack_api.wait_for(lambda: slow.finished, timeout=25)
         assert len(top_level_messages(slack_api)) == 1, "Slack did post it, late"
 
-    lease_runs_out(env["DATABASE_URL"])
+    db.lease_runs_out(env["DATABASE_URL"])  # claims trust only their lease: let it run out
     second = launch(env, "second")
 
     def posted() -> tuple[str, str | None, int] | None:

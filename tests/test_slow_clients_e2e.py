@@ -38,6 +38,7 @@ class SlowClients:
         for sock in self.socks:
             sock.sendall(b"POST /slack/events HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         self.stop = threading.Event()
+        self.trickled = threading.Event()  # every client has sent one more header line since it connected
         self.thread = threading.Thread(target=self._trickle, name="slow-clients", daemon=True)
         self.thread.start()
 
@@ -48,6 +49,7 @@ class SlowClients:
             for sock in self.socks:
                 with contextlib.suppress(OSError):
                     sock.sendall(f"X-Slow-{line}: a\r\n".encode())
+            self.trickled.set()
 
     def still_open(self) -> int:
         """How many have not been answered or closed by the server."""
@@ -97,7 +99,7 @@ def test_slow_clients_do_not_stop_slack_requests_or_probes(launch_run, bot_env, 
 
     slow = SlowClients(bot.port)
     try:
-        time.sleep(TRICKLE_SECONDS + 0.5)  # every slow client has trickled a line: alive to any idle timeout
+        assert slow.trickled.wait(TRICKLE_SECONDS * 3)  # every slow client has trickled a line: alive to any idle timeout
         assert slow.still_open() == SLOW_CLIENTS
         health = [timed_health()]
         replies = [timed_reply(i) for i in range(4)]

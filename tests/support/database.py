@@ -18,6 +18,7 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session
 
+from bot.domain.claims import LEASE
 from storage.db import Database
 from storage.models import Drill
 from tests.support.waiting import eventually
@@ -257,6 +259,13 @@ class DatabaseReader:
                 engine.dispose()
         with self.session(source) as session:
             return [tuple(row) for row in session.execute(text(sql), params)]
+
+    def lease_runs_out(self, source: Any) -> None:
+        """Time passes for every claimed step: its lease started more than a lease ago (claims trust only
+        their lease, so this is what lets a restart take over a dead process's step without waiting)."""
+        with self.session(source) as session:
+            for drill in session.scalars(select(Drill).where(Drill.claimed_by.is_not(None))):
+                drill.claimed_at = drill.claimed_at - LEASE - timedelta(seconds=1)
 
     def drills(self, source: Any, channel: str | None = None) -> list[Drill]:
         """Every drill (of one channel), oldest first, detached from the session."""
