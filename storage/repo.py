@@ -40,7 +40,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from bot.domain.answers import AnswerSource
-from bot.domain.lifecycle import ANSWERABLE, IN_FLIGHT, DrillState, check_transition
+from bot.domain.lifecycle import ANSWERABLE, DrillState, check_transition
 from storage.models import (
     Answer,
     DigestSent,
@@ -176,14 +176,6 @@ def release(session: Session, drill_id: int, *, owner: str, now: datetime, error
         .values(claimed_by=None, claimed_at=now, error=error[:255] if error else None)
     )
     return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
-
-
-def drills_in_flight(session: Session, channel: str | None = None) -> list[Drill]:
-    """Drills in the middle of a step: candidates for a takeover."""
-    stmt = select(Drill).where(Drill.status.in_(list(IN_FLIGHT)))
-    if channel is not None:
-        stmt = stmt.where(Drill.channel == channel)
-    return list(session.scalars(stmt.order_by(Drill.id)))
 
 
 def drills_needing_reveal(session: Session, now: datetime) -> list[Drill]:

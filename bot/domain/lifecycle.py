@@ -31,11 +31,10 @@ right); REVEAL_FAILED means the drill *was* posted and its guidance is still owe
 from __future__ import annotations
 
 import enum
-from datetime import datetime, timedelta
+from datetime import datetime
 
 __all__ = [
     "ANSWERABLE",
-    "IN_FLIGHT",
     "POSTED",
     "TRANSITIONS",
     "DrillState",
@@ -43,7 +42,6 @@ __all__ = [
     "accepts_answer",
     "accepts_sealed_answer",
     "check_transition",
-    "reveal_is_due",
 ]
 
 
@@ -76,7 +74,6 @@ TRANSITIONS: dict[tuple[DrillState, DrillState], str] = {
     (S.SEALING, S.CLOSED): "sealed_posted",
 }
 
-IN_FLIGHT = frozenset({S.POSTING, S.REVEALING, S.SEALING})
 # States whose drill has a message in Slack (the thread people answer in).
 POSTED = frozenset({S.OPEN, S.REVEALING, S.REVEAL_FAILED, S.SEALING, S.CLOSED})
 ANSWERABLE = POSTED
@@ -99,7 +96,8 @@ def accepts_answer(state: DrillState | str, deadline: datetime, written_at: date
 
     The one rule, used by thread replies, edits, deletes, sealed answers and the reveal: the drill must
     have a message (POSTED), and the answer must be written strictly before the deadline. The reveal is
-    due at the deadline itself, so no answer can be both accepted and after the reveal's moment.
+    due at the deadline itself (`storage.repo.drills_needing_reveal`: `deadline <= now`), so no answer can
+    be both accepted and after the reveal's moment.
     """
     return DrillState(state) in ANSWERABLE and written_at < deadline
 
@@ -107,13 +105,3 @@ def accepts_answer(state: DrillState | str, deadline: datetime, written_at: date
 def accepts_sealed_answer(state: DrillState | str, deadline: datetime, at: datetime) -> bool:
     """A sealed answer must also be in before the reveal begins: the SEALING step posts what is stored."""
     return DrillState(state) == DrillState.OPEN and accepts_answer(state, deadline, at)
-
-
-def reveal_is_due(deadline: datetime, now: datetime) -> bool:
-    """The complement of `accepts_answer`'s time test: from the deadline on, the guidance is owed."""
-    return now >= deadline
-
-
-def open_for(deadline: datetime, now: datetime) -> timedelta:
-    """How long a drill still takes answers (zero once the deadline has passed)."""
-    return max(deadline - now, timedelta(0))

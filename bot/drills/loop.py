@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time
 from typing import Any
 
 from bot.domain.claims import LEASE, Owner, can_take_over
@@ -190,7 +190,3 @@ def slack_ts_to_datetime(ts: Any) -> datetime | None:
         return datetime.fromtimestamp(float(ts), UTC)
     except (TypeError, ValueError, OverflowError, OSError):
         return None
-
-
-def window_of(loop: Loop, channel: str) -> timedelta:
-    return loop.program_for(channel).schedule.window
