@@ -7,6 +7,7 @@ drive in-process (port 0, a fake Slack): one code path for both.
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import threading
 import time
@@ -20,10 +21,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from slack_sdk import WebClient
 
 from bot.app import build_app
-from bot.domain.answers import concerns_answers
+from bot.domain.answers import concerns_answers, is_person_reply
 from bot.domain.questions import QuestionBank, load_bank
 from bot.drills import DrillService, utcnow
 from bot.grader import build_grader
+from bot.intake import AnswerIntake
 from bot.metrics import Metrics
 from bot.scheduler import build_scheduler
 from bot.settings import Settings
@@ -115,7 +117,8 @@ class Bot:
             assert settings.slack_signing_secret is not None
             secret = settings.slack_signing_secret.get_secret_value()
             edge = SlackEdge(app, signing_secret=secret, health=self.health, ready=self.readiness, metrics=metrics,
-                             slow_seconds=settings.drill_slow_request_ms / 1000, messages=concerns_answers)
+                             slow_seconds=settings.drill_slow_request_ms / 1000, messages=concerns_answers,
+                             answers=self._answer_intake())
         # The Slack port (HTTP mode) and the metrics port (METRICS_PORT), on one uvicorn event loop.
         self.server = build_server(edge, host=self.host, port=self.port, metrics=metrics,
                                    metrics_host=settings.metrics_host, metrics_port=settings.metrics_port)
@@ -135,6 +138,20 @@ class Bot:
             handler.connect()  # type: ignore[no-untyped-call]
             self._stoppers.append(handler.close)
             log.info("connected through Socket Mode")
+
+    def _answer_intake(self) -> AnswerIntake | None:
+        """People's thread replies stored in groups, straight from the HTTP edge (`bot.intake`). It needs this
+        bot's own user id (a reply the bot wrote is not an answer): without a verified token, Bolt's listener
+        takes every reply, as over Socket Mode."""
+        identity = self.runtime.identity or {}
+        bot_user_id = identity.get("user_id")
+        if not isinstance(bot_user_id, str) or not bot_user_id:
+            return None
+        service = self.runtime.service
+        return AnswerIntake(
+            functools.partial(service.record_replies, bot_user_id=bot_user_id),
+            wants=functools.partial(is_person_reply, bot_user_id=bot_user_id),
+        )
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         db_ok = self.runtime.db.ping()

@@ -50,7 +50,8 @@ from slack_bolt import App, BoltRequest
 from slack_sdk.signature import SignatureVerifier
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from bot.errors import ConfigError
+from bot.errors import ConfigError, RetryLater
+from bot.intake import AnswerIntake
 from bot.logs import bind
 from bot.metrics import Metrics, request_type
 
@@ -121,9 +122,11 @@ class SlackEdge:
         body_seconds: float = BODY_SECONDS,
         threads: int = REQUEST_THREADS,
         messages: MessageFilter | None = None,
+        answers: AnswerIntake | None = None,
     ) -> None:
         self.app = app
         self.messages = messages
+        self.answers = answers
         self.verifier = SignatureVerifier(signing_secret)
         self.health = health
         self.ready = ready
@@ -137,6 +140,8 @@ class SlackEdge:
         """Let the pools' threads end once idle (the server has already drained or abandoned its requests)."""
         self.pool.shutdown(wait=False)
         self.probe_pool.shutdown(wait=False)
+        if self.answers is not None:
+            self.answers.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # lifespan is off; websockets are not served
@@ -179,9 +184,13 @@ class SlackEdge:
         if not self._signed(raw, headers):
             return _Reply(401, "invalid signature")
         if self.messages is not None:
-            ignored = _ignored_message(self.messages, raw, headers)
-            if ignored is not None:
-                return ignored
+            envelope = _message_event(raw, headers)
+            if envelope is not None:
+                body, event = envelope
+                if not self.messages(event):
+                    return _Reply(200, "", kind="event", event_id=_slack_event_id(body))
+                if self.answers is not None and self.answers.wants(event):
+                    return await self._answer(body, event)
         query = bytes(scope.get("query_string", b"")).decode("latin-1")
         return await loop.run_in_executor(self.pool, self._slack, raw, headers, query)
 
@@ -206,6 +215,24 @@ class SlackEdge:
                         return b"".join(chunks)
         except TimeoutError:
             return _Reply(408, f"request body not received within {self.body_seconds:g} s", close=True)
+
+    async def _answer(self, body: dict[str, Any], event: dict[str, Any]) -> _Reply:
+        """A person's thread reply, stored through the answer intake before the 200 (no request thread, no
+        Bolt: the intake runs the same answer path as the Bolt listener, in groups)."""
+        assert self.answers is not None
+        outcome = await self.answers.submit(event)
+        event_id = _slack_event_id(body)
+        if isinstance(outcome, Exception):
+            with bind(slack_event_id=event_id):
+                if isinstance(outcome, RetryLater):
+                    log.warning("reply %s in %s not stored yet, Slack will redeliver it: %s", event.get("ts"),
+                                event.get("channel"), outcome)
+                else:
+                    log.error("could not store reply %s in %s", event.get("ts"), event.get("channel"),
+                              exc_info=outcome)
+            return _Reply(500, "not stored; Slack redelivers it", kind="event", event_id=event_id)
+        log.debug("message %s in %s: %s", event.get("ts"), event.get("channel"), outcome)
+        return _Reply(200, "", kind="event", event_id=event_id)
 
     def _probe(self, path: str) -> _Reply:
         check = self.health if path == "/healthz" else self.ready
@@ -265,9 +292,9 @@ class SlackEdge:
         log.log(level, "%s %s %d", method, path[:200], reply.status, extra=fields)
 
 
-def _ignored_message(messages: MessageFilter, raw: bytes, headers: dict[str, str]) -> _Reply | None:
-    """The 200 for a signed `message` event no listener acts on (`messages` says so), on the loop: no
-    request thread, no Bolt middleware. None: anything else, dispatched as usual."""
+def _message_event(raw: bytes, headers: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The envelope and the event of a signed Events API `message` event, parsed on the loop; None for
+    anything else (dispatched as usual: the request thread answers 400 if it cannot be parsed)."""
     if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
         return None
     # The cheap test first: most of a busy channel's traffic is messages, but not every request is one.
@@ -276,13 +303,13 @@ def _ignored_message(messages: MessageFilter, raw: bytes, headers: dict[str, str
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):
-        return None  # the request thread answers 400, as for any unparseable body
+        return None
     if not _well_formed(body) or body.get("type") != "event_callback":
         return None
     event = body.get("event")
-    if not isinstance(event, dict) or event.get("type") != "message" or messages(event):
+    if not isinstance(event, dict) or event.get("type") != "message":
         return None
-    return _Reply(200, "", kind="event", event_id=_slack_event_id(body))
+    return body, event
 
 
 def _slack_event_id(body: dict[str, Any]) -> str | None:

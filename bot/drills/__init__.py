@@ -8,7 +8,7 @@ the scheduler, the listeners and the CLI hold: each of its attributes is one ste
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ from bot.drills.port import SlackPort
 from bot.drills.posting import Poster, PostOutcome, PostResult
 from bot.drills.revealing import Revealer
 from bot.drills.streaks import FOLD_BACKLOG, Streaks
+from bot.errors import RetryLater
 from bot.grader import Grader
 from bot.metrics import Metrics
 from bot.settings import Settings
@@ -151,6 +152,9 @@ class DrillService:
 
     def handle_message_event(self, event: Mapping[str, Any], bot_user_id: str | None) -> str:
         return self.answers.handle_message_event(event, bot_user_id)
+
+    def record_replies(self, messages: Sequence[Mapping[str, Any]], bot_user_id: str | None) -> list[str | RetryLater]:
+        return self.answers.record_replies(messages, bot_user_id)
 
     def sealed_answer_form(self, drill_id: int, user_id: str) -> tuple[Question, str] | SealedResult:
         return self.answers.sealed_answer_form(drill_id, user_id)

@@ -14,7 +14,7 @@ the streaks, a drill still being posted) takes a second look at the drill row an
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -27,9 +27,11 @@ from bot.errors import RetryLater
 from storage import repo
 from storage.models import Drill
 
-__all__ = ["Answers", "SealedResult"]
+__all__ = ["RECORDED", "Answers", "SealedResult"]
 
 log = logging.getLogger(__name__)
+
+RECORDED = "answer recorded"
 
 
 class SealedResult(StrEnum):
@@ -58,9 +60,37 @@ class Answers:
             return self._record_delete(channel, event)
         return self._record_reply(channel, event, bot_user_id)
 
+    def record_replies(self, messages: Sequence[Mapping[str, Any]], bot_user_id: str | None) -> list[str | RetryLater]:
+        """Several `message` events that are people's thread replies (`is_person_reply`), in one transaction:
+        the HTTP edge's group commit (`bot.intake`). One outcome per message, in order: what
+        `handle_message_event` would have returned, or the `RetryLater` it would have raised. Any other error
+        rolls the whole group back and is raised; nothing of it is stored."""
+        outcomes: list[str | RetryLater] = []
+        with self.loop.db.begin() as conn:
+            for message in messages:
+                try:
+                    outcomes.append(self._reply_in(conn, str(message.get("channel")), message, bot_user_id))
+                except RetryLater as exc:  # nothing written for it (decided on reads): the others still commit
+                    outcomes.append(exc)
+        if self.loop.metrics:
+            for message, outcome in zip(messages, outcomes, strict=True):
+                if outcome == RECORDED:
+                    self.loop.metrics.answer_recorded(str(message.get("channel")))
+        return outcomes
+
     def _record_reply(self, channel: str, message: Mapping[str, Any], bot_user_id: str | None) -> str:
         # Not a person's thread reply: decided here, before any database work (the HTTP edge acknowledges
         # most such messages itself, by the same rule, and never dispatches them).
+        if not is_person_reply(message, bot_user_id):
+            return "ignored: not a person's thread reply"
+        with self.loop.db.begin() as conn:
+            outcome = self._reply_in(conn, channel, message, bot_user_id)
+        if outcome == RECORDED and self.loop.metrics:
+            self.loop.metrics.answer_recorded(channel)
+        return outcome
+
+    def _reply_in(self, conn: Any, channel: str, message: Mapping[str, Any], bot_user_id: str | None) -> str:
+        """A thread reply's outcome, decided and stored on `conn` (an open transaction)."""
         if not is_person_reply(message, bot_user_id):
             return "ignored: not a person's thread reply"
         written = slack_ts_to_datetime(message["ts"])
@@ -71,29 +101,25 @@ class Answers:
             channel, thread_ts, str(message["ts"]), str(message["user"]), clean_text(message.get("text")), written,
             self.loop.clock(),
         )
-        with self.loop.db.begin() as conn:
-            # The usual case, one statement: an answer to a drill that takes it and is not folded yet.
-            new = repo.insert_answer(conn, reply=reply)
-            if not new:
-                # Another thread, a closed window, a duplicate, or a drill folded already: one more read says.
-                seen = repo.thread_lookup(conn, channel, thread_ts, slack_ts_to_datetime(thread_ts))
-                if seen.drill is None:
-                    if seen.posting:
-                        # The drill may be this very thread, posted but not yet confirmed: let Slack redeliver.
-                        raise RetryLater(f"a drill in {channel} is still being posted")
-                    return "ignored: not a drill thread"
-                if not accepts_answer(seen.drill.status, seen.drill.deadline, written):
-                    return "ignored: after the deadline"
-                # Accepted, so a duplicate or a drill folded into the streaks: decide under the drill's lock.
-                drill = repo.answer_target(conn, channel, thread_ts)
-                if drill is None:
-                    return "ignored: not a drill thread"
-                if not accepts_answer(drill.status, drill.deadline, written):
-                    return "ignored: after the deadline"
-                new = self._insert_folded(conn, drill, reply)
-        if new and self.loop.metrics:
-            self.loop.metrics.answer_recorded(channel)
-        return "answer recorded" if new else "duplicate ignored"
+        # The usual case, one statement: an answer to a drill that takes it and is not folded yet.
+        if repo.insert_answer(conn, reply=reply):
+            return RECORDED
+        # Another thread, a closed window, a duplicate, or a drill folded already: one more read says.
+        seen = repo.thread_lookup(conn, channel, thread_ts, slack_ts_to_datetime(thread_ts))
+        if seen.drill is None:
+            if seen.posting:
+                # The drill may be this very thread, posted but not yet confirmed: let Slack redeliver.
+                raise RetryLater(f"a drill in {channel} is still being posted")
+            return "ignored: not a drill thread"
+        if not accepts_answer(seen.drill.status, seen.drill.deadline, written):
+            return "ignored: after the deadline"
+        # Accepted, so a duplicate or a drill folded into the streaks: decide under the drill's lock.
+        drill = repo.answer_target(conn, channel, thread_ts)
+        if drill is None:
+            return "ignored: not a drill thread"
+        if not accepts_answer(drill.status, drill.deadline, written):
+            return "ignored: after the deadline"
+        return RECORDED if self._insert_folded(conn, drill, reply) else "duplicate ignored"
 
     def _insert_folded(self, conn: Any, drill: repo.AnswerTarget, reply: repo.ThreadReply) -> bool:
         """Store an accepted answer whatever the drill's fold state; a drill already folded into the stored

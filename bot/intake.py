@@ -1,0 +1,131 @@
+"""The answer intake: people's thread replies that arrive over HTTP, stored in groups by one writer thread.
+
+An answer is stored before Slack gets its 200. Storing each on its own request thread meant a thread hop,
+Bolt's middleware and a transaction (BEGIN, the statement, COMMIT) per reply, with the threads taking turns
+on SQLite's single write lock anyway. Here the HTTP edge hands a signed reply straight to this queue from
+its event loop and awaits the outcome; one writer thread takes whatever has queued up meanwhile (one
+reply when traffic is light, dozens in a burst) and stores the group in one transaction
+(`Answers.record_replies`: the same rule and statements as the Bolt listener's path), then settles every
+waiting request with one wake-up of the loop. A burst costs one commit, not one per reply; a lone reply
+waits for nothing.
+
+If a group's transaction fails, each of its replies is tried again alone, so one bad reply fails only its
+own request (500: Slack redelivers it) and the others are stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from bot.errors import RetryLater
+
+__all__ = ["MAX_GROUP", "AnswerIntake", "Outcome"]
+
+log = logging.getLogger(__name__)
+
+# At most this many replies per transaction: a group holds SQLite's write lock for a few milliseconds at
+# most, so the scheduler's and the slash commands' writes never wait long behind a burst.
+MAX_GROUP = 64
+
+# What a reply came to: the answer path's outcome (acknowledged), or the error that keeps it from being
+# acknowledged (`RetryLater`, a database error: Slack redelivers it).
+Outcome = str | Exception
+Record = Callable[[Sequence[Mapping[str, Any]]], Sequence[str | RetryLater]]
+
+_Item = tuple[Mapping[str, Any], "asyncio.Future[Outcome]", asyncio.AbstractEventLoop]
+_STOP = object()
+
+
+class AnswerIntake:
+    """One writer thread storing queued replies in groups; `submit` is awaited on the HTTP edge's loop."""
+
+    def __init__(self, record: Record, *, wants: Callable[[Mapping[str, Any]], bool],
+                 max_group: int = MAX_GROUP) -> None:
+        self._record = record
+        self.wants = wants  # is this `message` event one for the intake (a person's thread reply)?
+        self.max_group = max_group
+        self._queue: queue.SimpleQueue[_Item | object] = queue.SimpleQueue()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="answer-intake", daemon=True)
+        self._thread.start()
+
+    async def submit(self, message: Mapping[str, Any]) -> Outcome:
+        """Store one reply with whatever else is queued; its outcome once the group has committed."""
+        if self._closed:
+            return RetryLater("drillbot is stopping")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outcome] = loop.create_future()
+        self._queue.put((message, future, loop))
+        return await future
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Store what is queued, then end the writer thread (the server has stopped taking requests)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+        # Anything queued after the stop (a request that raced with it) is not stored: Slack redelivers it.
+        late: list[_Item] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                late.append(item)  # type: ignore[arg-type]
+        if late:
+            _settle(late, [RetryLater("drillbot is stopping") for _ in late])
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            group = [first]
+            stop = False
+            while len(group) < self.max_group:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                group.append(item)
+            items: list[_Item] = group  # type: ignore[assignment]
+            _settle(items, self._store([message for message, _, _ in items]))
+            if stop:
+                return
+
+    def _store(self, messages: list[Mapping[str, Any]]) -> list[Outcome]:
+        try:
+            return list(self._record(messages))
+        except Exception as exc:
+            if len(messages) == 1:
+                return [exc]
+            log.warning("storing %d replies together failed (%s); storing each alone", len(messages),
+                        exc.__class__.__name__)
+            return [outcome for message in messages for outcome in self._store([message])]
+
+
+def _settle(items: list[_Item], outcomes: list[Outcome]) -> None:
+    """Hand each waiting request its outcome: one wake-up per event loop, not one per reply."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Outcome], Outcome]]] = {}
+    for (_, future, loop), outcome in zip(items, outcomes, strict=True):
+        by_loop.setdefault(loop, []).append((future, outcome))
+    for loop, settled in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting any more
+            loop.call_soon_threadsafe(_resolve, settled)
+
+
+def _resolve(settled: list[tuple[asyncio.Future[Outcome], Outcome]]) -> None:
+    for future, outcome in settled:
+        if not future.done():
+            future.set_result(outcome)
