@@ -70,6 +70,7 @@ class DrillLoopMachine(RuleBasedStateMachine):
         self.sealed = False
         self.acked: dict[str, tuple[str, str, datetime]] = {}  # message ts -> (user, thread, written)
         self.withdrawn: dict[str, datetime] = {}  # message ts -> deleted at
+        self._issued: set[str] = set()  # every reply ts handed out, acknowledged or not
         self.sealed_acked: dict[tuple[int, str], datetime] = {}
         self.service: DrillService | None = None
         self.dbs: list[Database] = []
@@ -178,14 +179,46 @@ class DrillLoopMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self._threads()))
     @rule(user=st.sampled_from(USERS), which=st.integers(0, 3))
     def answer(self, user: str, which: int) -> None:
+        event = self._reply(user, which)
+        if self._deliver(event):
+            self.acked[event["ts"]] = (user, event["thread_ts"], datetime.fromtimestamp(float(event["ts"]), UTC))
+
+    @precondition(lambda self: bool(self._threads()))
+    @rule(
+        users=st.lists(st.sampled_from(USERS), min_size=2, max_size=4),
+        which=st.integers(0, 3),
+        redelivered=st.integers(0, 1000),
+    )
+    def answers_in_one_group(self, users: list[str], which: int, redelivered: int) -> None:
+        """Replies stored together in one transaction, as the HTTP edge's answer intake does, one of them
+        possibly a redelivery of an earlier acknowledged reply."""
+        events = []
+        for user in users:
+            event = self._reply(user, which)
+            events.append(event)
+        if self.acked:
+            ts = sorted(self.acked)[redelivered % len(self.acked)]
+            user, thread, _ = self.acked[ts]
+            events.insert(redelivered % (len(events) + 1),
+                          {"type": "message", "channel": CHANNEL, "user": user, "text": "again", "thread_ts": thread,
+                           "ts": ts})
+        assert self.service is not None
+        outcomes = self.service.record_replies(events, "UBOT")
+        for event, outcome in zip(events, outcomes, strict=True):
+            if not isinstance(outcome, RetryLater) and event["ts"] not in self.acked:
+                self.acked[event["ts"]] = (
+                    event["user"], event["thread_ts"], datetime.fromtimestamp(float(event["ts"]), UTC)
+                )
+
+    def _reply(self, user: str, which: int) -> dict[str, Any]:
         threads = self._threads()
         thread = threads[-1 - which % len(threads)]
         ts = f"{self.now.timestamp():.6f}"
-        while ts in self.acked:
+        taken = set(self.acked) | set(self._issued)
+        while ts in taken:
             ts = f"{float(ts) + 0.000001:.6f}"
-        event = {"type": "message", "channel": CHANNEL, "user": user, "text": "my answer", "thread_ts": thread, "ts": ts}
-        if self._deliver(event):
-            self.acked[ts] = (user, thread, datetime.fromtimestamp(float(ts), UTC))
+        self._issued.add(ts)
+        return {"type": "message", "channel": CHANNEL, "user": user, "text": "my answer", "thread_ts": thread, "ts": ts}
 
     def _deliver(self, event: dict[str, Any]) -> bool:
         """True when the bot acknowledged the event (Slack would not redeliver it)."""
