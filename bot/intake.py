@@ -1,16 +1,21 @@
-"""The answer intake: people's thread replies that arrive over HTTP, stored in groups by one writer thread.
+"""The answer intake: people's thread replies that arrive over HTTP, stored in groups before their 200.
 
 An answer is stored before Slack gets its 200. Storing each on its own request thread meant a thread hop,
 Bolt's middleware and a transaction (BEGIN, the statement, COMMIT) per reply, with the threads taking turns
-on SQLite's single write lock anyway. Here the HTTP edge hands a signed reply straight to this queue from
-its event loop and awaits the outcome; one writer thread takes whatever has queued up meanwhile (one
-reply when traffic is light, dozens in a burst) and stores the group in one transaction
-(`Answers.record_replies`: the same rule and statements as the Bolt listener's path), then settles every
-waiting request with one wake-up of the loop. A burst costs one commit, not one per reply; a lone reply
-waits for nothing.
+on SQLite's single write lock anyway. Here the HTTP edge hands a signed reply to `submit` on its event loop
+and awaits the outcome. Every reply submitted during one turn of the loop joins one group (one reply when
+traffic is light, dozens in a burst), stored in one transaction (`Answers.record_replies`: the same rule
+and statements as the Bolt listener's path): a burst costs one commit, not one per reply.
 
-If a group's transaction fails, each of its replies is tried again alone, so one bad reply fails only its
-own request (500: Slack redelivers it) and the others are stored.
+Where the group is stored:
+- on the event loop itself, when that takes no waiting (`record(..., wait=False)`; on SQLite: nobody else
+  is writing): no thread hop, which costs more than the statement;
+- else on the intake's one writer thread (PostgreSQL always; SQLite while a job, a slash command or another
+  process writes), which takes whatever has queued up meanwhile as its next group, and settles every
+  waiting request with one wake-up of the loop.
+
+If a group's transaction fails, each of its replies is tried again alone on the writer thread, so one bad
+reply fails only its own request (500: Slack redelivers it) and the others are stored.
 """
 
 from __future__ import annotations
@@ -21,47 +26,57 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from bot.errors import RetryLater
+from storage.db import WouldWait
 
-__all__ = ["MAX_GROUP", "AnswerIntake", "Outcome"]
+__all__ = ["MAX_GROUP", "AnswerIntake", "Outcome", "Record"]
 
 log = logging.getLogger(__name__)
 
-# At most this many replies per transaction: a group holds SQLite's write lock for a few milliseconds at
-# most, so the scheduler's and the slash commands' writes never wait long behind a burst.
+# At most this many replies per transaction: a group holds SQLite's write lock (and, stored on the loop,
+# the loop) for a few milliseconds at most.
 MAX_GROUP = 64
 
 # What a reply came to: the answer path's outcome (acknowledged), or the error that keeps it from being
 # acknowledged (`RetryLater`, a database error: Slack redelivers it).
 Outcome = str | Exception
-Record = Callable[[Sequence[Mapping[str, Any]]], Sequence[str | RetryLater]]
+
+
+class Record(Protocol):
+    """Store a group of replies in one transaction; `wait=False`: raise `WouldWait` rather than wait."""
+
+    def __call__(self, messages: Sequence[Mapping[str, Any]], *, wait: bool) -> Sequence[str | RetryLater]: ...
+
 
 _Item = tuple[Mapping[str, Any], "asyncio.Future[Outcome]", asyncio.AbstractEventLoop]
 _STOP = object()
 
 
 class AnswerIntake:
-    """One writer thread storing queued replies in groups; `submit` is awaited on the HTTP edge's loop."""
+    """Groups of replies, stored on the event loop when nothing would wait, else on one writer thread."""
 
     def __init__(self, record: Record, *, wants: Callable[[Mapping[str, Any]], bool],
                  max_group: int = MAX_GROUP) -> None:
         self._record = record
         self.wants = wants  # is this `message` event one for the intake (a person's thread reply)?
         self.max_group = max_group
+        self._pending: list[_Item] = []  # submitted during this turn of the loop
         self._queue: queue.SimpleQueue[_Item | object] = queue.SimpleQueue()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="answer-intake", daemon=True)
         self._thread.start()
 
     async def submit(self, message: Mapping[str, Any]) -> Outcome:
-        """Store one reply with whatever else is queued; its outcome once the group has committed."""
+        """Store one reply with the others of this turn of the loop; its outcome once they have committed."""
         if self._closed:
             return RetryLater("drillbot is stopping")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
-        self._queue.put((message, future, loop))
+        self._pending.append((message, future, loop))
+        if len(self._pending) == 1:
+            loop.call_soon(self._flush)
         return await future
 
     def close(self, timeout: float = 10.0) -> None:
@@ -72,7 +87,8 @@ class AnswerIntake:
         self._queue.put(_STOP)
         self._thread.join(timeout)
         # Anything queued after the stop (a request that raced with it) is not stored: Slack redelivers it.
-        late: list[_Item] = []
+        late = list(self._pending)
+        self._pending = []
         while True:
             try:
                 item = self._queue.get_nowait()
@@ -82,6 +98,27 @@ class AnswerIntake:
                 late.append(item)  # type: ignore[arg-type]
         if late:
             _settle(late, [RetryLater("drillbot is stopping") for _ in late])
+
+    # -- on the event loop --------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        items, self._pending = self._pending, []
+        for start in range(0, len(items), self.max_group):
+            group = items[start:start + self.max_group]
+            try:
+                outcomes = self._record([message for message, _, _ in group], wait=False)
+            except WouldWait:
+                outcomes = None
+            except Exception as exc:  # the writer thread retries them, one by one if need be
+                log.debug("storing %d replies on the event loop failed (%s)", len(group), exc.__class__.__name__)
+                outcomes = None
+            if outcomes is None:
+                for item in group:
+                    self._queue.put(item)
+            else:
+                _resolve([(future, outcome) for (_, future, _), outcome in zip(group, outcomes, strict=True)])
+
+    # -- on the writer thread -----------------------------------------------------------------------
 
     def _run(self) -> None:
         while True:
@@ -106,7 +143,7 @@ class AnswerIntake:
 
     def _store(self, messages: list[Mapping[str, Any]]) -> list[Outcome]:
         try:
-            return list(self._record(messages))
+            return list(self._record(messages, wait=True))
         except Exception as exc:
             if len(messages) == 1:
                 return [exc]
@@ -116,7 +153,7 @@ class AnswerIntake:
 
 
 def _settle(items: list[_Item], outcomes: list[Outcome]) -> None:
-    """Hand each waiting request its outcome: one wake-up per event loop, not one per reply."""
+    """From another thread: hand each waiting request its outcome, one wake-up per event loop."""
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Outcome], Outcome]]] = {}
     for (_, future, loop), outcome in zip(items, outcomes, strict=True):
         by_loop.setdefault(loop, []).append((future, outcome))

@@ -92,6 +92,9 @@ class Metrics:
                  process: bool = True) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # Labelled children of the per-event metrics, looked up once (a dict read) rather than per event.
+        self._request_children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+        self._answer_children: dict[str, Counter] = {}
         self.requests = Counter(
             "drillbot_requests", "HTTP requests to /slack/events by Slack request type and HTTP status",
             ["type", "status"], registry=r,
@@ -175,7 +178,10 @@ class Metrics:
             self.reveal_lateness.labels(channel=channel).observe(max(0.0, lateness_seconds))
 
     def answer_recorded(self, channel: str) -> None:
-        self.answers_recorded.labels(channel=channel).inc()
+        counter = self._answer_children.get(channel)
+        if counter is None:  # labels() costs as much as the increment several times over: once per channel
+            counter = self._answer_children[channel] = self.answers_recorded.labels(channel=channel)
+        counter.inc()
 
     def claim_lost(self, step: str) -> None:
         self.claims_lost.labels(step=step).inc()
@@ -183,9 +189,14 @@ class Metrics:
     # -- the HTTP edge, Slack API, scheduler -----------------------------------------------------
 
     def request(self, kind: str, status: int, seconds: float | None = None) -> None:
-        self.requests.labels(type=kind, status=str(status)).inc()
+        children = self._request_children.get((kind, status))
+        if children is None:  # once per request type and status, not once per request
+            children = self._request_children[(kind, status)] = (
+                self.requests.labels(type=kind, status=str(status)), self.ack_latency.labels(type=kind)
+            )
+        children[0].inc()
         if seconds is not None:
-            self.ack_latency.labels(type=kind).observe(seconds)
+            children[1].observe(seconds)
 
     def slack_call(self, method: str, outcome: str) -> None:
         self.slack_calls.labels(method=method, outcome=outcome).inc()

@@ -9,7 +9,6 @@ migrations; concurrent upgrades are serialised (SQLite's write lock, a PostgreSQ
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 import threading
 import time
@@ -30,10 +29,14 @@ from sqlalchemy.pool import NullPool
 
 from bot.errors import ConfigError
 
-__all__ = ["Database"]
+__all__ = ["Database", "WouldWait"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class WouldWait(Exception):
+    """`Database.begin(wait=False)` could not start a transaction without waiting (nothing was done)."""
 
 
 class Database:
@@ -66,9 +69,10 @@ class Database:
         # SQLite has one writer and every transaction takes the write lock (BEGIN IMMEDIATE): queue this
         # process's threads on a lock, which wakes the next one at once, instead of SQLite's busy handler,
         # which sleeps up to 100 ms between tries. Other processes still wait through the busy timeout.
-        self._writer = threading.Lock() if self.dialect == "sqlite" else contextlib.nullcontext()
+        self._writer = threading.Lock() if self.dialect == "sqlite" else _NoLock()
         self._local = threading.local()
         self._write_conn: Connection | None = None  # SQLite: `begin()`'s connection, under the writer lock
+        self._nowait_conn: Connection | None = None  # SQLite: `begin(wait=False)`'s, likewise
 
     @contextmanager
     def transaction(self, *, snapshot: bool = False) -> Iterator[Session]:
@@ -92,34 +96,57 @@ class Database:
             self._local.open = False
 
     @contextmanager
-    def begin(self) -> Iterator[Connection]:
+    def begin(self, *, wait: bool = True) -> Iterator[Connection]:
         """Like `transaction()`, but a bare Core connection: no ORM session, for the hot paths (an answer is a
-        prepared statement or two, see `storage.repo.insert_answer`). Same writer lock, same no-nesting rule."""
+        prepared statement or two, see `storage.repo.insert_answer`). Same writer lock, same no-nesting rule.
+
+        `wait=False`: start only if that takes no waiting at all, else raise `WouldWait` at once: on SQLite
+        when this process's writer lock is free and no other process holds the database's write lock; never
+        on PostgreSQL (every statement is a network round trip). The answer intake uses it to store replies
+        on the HTTP edge's event loop, which must never block on a lock."""
         if getattr(self._local, "open", False):
             raise RuntimeError("a database transaction is already open on this thread; transactions never nest")
+        if not wait and self.dialect != "sqlite":
+            raise WouldWait("PostgreSQL statements are network round trips")
+        if not self._writer.acquire(blocking=wait):
+            raise WouldWait("another thread of this process is writing")
         self._local.open = True
         try:
             if self.dialect != "sqlite":
                 with self.engine.begin() as conn:
                     yield conn
                 return
-            with self._writer:
-                # One connection for this process's writes, kept open: they take turns on the writer lock
-                # anyway, and a pool checkout, a new Connection and the checkin's reset each cost about as
-                # much as the statement itself. A connection that broke is dropped and the next one opened.
-                if self._write_conn is None or self._write_conn.closed or self._write_conn.invalidated:
-                    self._write_conn = self.engine.connect()
-                conn = self._write_conn
-                try:
-                    with conn.begin():
-                        yield conn
-                except BaseException:
-                    if conn.invalidated:
-                        conn.close()
-                        self._write_conn = None
-                    raise
+            # One connection for this process's writes, kept open: they take turns on the writer lock
+            # anyway, and a pool checkout, a new Connection and the checkin's reset each cost about as
+            # much as the statement itself. A connection that broke is dropped and the next one opened.
+            # `wait=False` has a connection of its own whose BEGIN IMMEDIATE fails at once when the file is
+            # locked (busy timeout 0; the "begin" event then issues nothing more).
+            slot = "_write_conn" if wait else "_nowait_conn"
+            conn = getattr(self, slot)
+            if conn is None or conn.closed or conn.invalidated:
+                conn = self.engine.connect()
+                if not wait:
+                    driver = conn.connection.driver_connection
+                    assert driver is not None
+                    driver.execute("PRAGMA busy_timeout=0")
+                setattr(self, slot, conn)
+            if not wait:
+                _begin_now(conn)
+            try:
+                with conn.begin():
+                    yield conn
+            except BaseException:
+                if conn.invalidated:
+                    conn.close()
+                    setattr(self, slot, None)
+                else:
+                    driver = conn.connection.driver_connection
+                    if driver is not None and driver.in_transaction:  # begun by `_begin_now`, never joined
+                        driver.rollback()
+                raise
         finally:
             self._local.open = False
+            self._writer.release()
 
     @property
     def postgres(self) -> bool:
@@ -188,9 +215,10 @@ class Database:
 
     def dispose(self) -> None:
         with self._writer:
-            if self._write_conn is not None:
-                self._write_conn.close()
-                self._write_conn = None
+            for conn in (self._write_conn, self._nowait_conn):
+                if conn is not None:
+                    conn.close()
+            self._write_conn = self._nowait_conn = None
         self.engine.dispose()
         self.read_engine.dispose()
 
@@ -224,4 +252,36 @@ def _tune_sqlite(engine: Engine, *, immediate: bool = True) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         # Straight to the driver: through SQLAlchemy's execute, BEGIN cost as much as the answer's INSERT.
-        conn.connection.driver_connection.execute(begin)
+        # Already in a transaction: `begin(wait=False)` has just begun it (`_begin_now`).
+        driver = conn.connection.driver_connection
+        if not driver.in_transaction:
+            driver.execute(begin)
+
+
+def _begin_now(conn: Connection) -> None:
+    """BEGIN IMMEDIATE on a SQLite connection whose busy timeout is 0: `WouldWait` at once if another
+    connection (another process) holds the write lock."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    try:
+        driver.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if getattr(exc, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED"):
+            raise WouldWait("another process is writing to the SQLite file") from None
+        raise
+
+
+class _NoLock:
+    """PostgreSQL needs no writer lock: the same interface as a threading.Lock, always free."""
+
+    def acquire(self, blocking: bool = True) -> bool:
+        return True
+
+    def release(self) -> None:
+        return None
+
+    def __enter__(self) -> bool:
+        return True
+
+    def __exit__(self, *exc: object) -> None:
+        return None

@@ -55,6 +55,7 @@ from storage.models import (
     UserPrefs,
     UTCDateTime,
 )
+from storage.prepared import Prepared
 
 # The answer path runs on a bare Core connection; the other queries on an ORM session. Both execute Core.
 Conn: TypeAlias = Connection | Session
@@ -252,9 +253,9 @@ def _answer_insert(dialect: str, *, folded: bool) -> Executable:
     )
 
 
-# Built once per dialect: a statement object reused keeps its memoized cache key and compiled form.
+# Built once per dialect and compiled once (`Prepared`): the answer path runs it for every reply.
 _ANSWER_INSERTS = {
-    (dialect, folded): _answer_insert(dialect, folded=folded)
+    (dialect, folded): Prepared(_answer_insert(dialect, folded=folded))
     for dialect in ("sqlite", "postgresql")
     for folded in (False, True)
 }
@@ -280,8 +281,8 @@ def insert_answer(conn: Conn, *, reply: ThreadReply, folded: bool = False) -> bo
     `folded`, a drill already folded into the stored streaks is not answered here (False): the caller then
     reads it with `answer_target` and asks for a rebuild along with the answer.
     """
-    stmt = _ANSWER_INSERTS[(_dialect(conn), folded)]
-    return conn.execute(stmt, reply._asdict()).first() is not None
+    assert isinstance(conn, Connection), "the answer path runs on a bare Core connection (Database.begin)"
+    return bool(_ANSWER_INSERTS[(conn.dialect.name, folded)].rows(conn, reply._asdict()))
 
 
 def _target_select(dialect: str, by_answer: bool) -> Executable:

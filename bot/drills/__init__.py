@@ -153,8 +153,10 @@ class DrillService:
     def handle_message_event(self, event: Mapping[str, Any], bot_user_id: str | None) -> str:
         return self.answers.handle_message_event(event, bot_user_id)
 
-    def record_replies(self, messages: Sequence[Mapping[str, Any]], bot_user_id: str | None) -> list[str | RetryLater]:
-        return self.answers.record_replies(messages, bot_user_id)
+    def record_replies(
+        self, messages: Sequence[Mapping[str, Any]], bot_user_id: str | None, *, wait: bool = True
+    ) -> list[str | RetryLater]:
+        return self.answers.record_replies(messages, bot_user_id, wait=wait)
 
     def sealed_answer_form(self, drill_id: int, user_id: str) -> tuple[Question, str] | SealedResult:
         return self.answers.sealed_answer_form(drill_id, user_id)

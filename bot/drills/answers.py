@@ -60,13 +60,16 @@ class Answers:
             return self._record_delete(channel, event)
         return self._record_reply(channel, event, bot_user_id)
 
-    def record_replies(self, messages: Sequence[Mapping[str, Any]], bot_user_id: str | None) -> list[str | RetryLater]:
+    def record_replies(
+        self, messages: Sequence[Mapping[str, Any]], bot_user_id: str | None, *, wait: bool = True
+    ) -> list[str | RetryLater]:
         """Several `message` events that are people's thread replies (`is_person_reply`), in one transaction:
         the HTTP edge's group commit (`bot.intake`). One outcome per message, in order: what
         `handle_message_event` would have returned, or the `RetryLater` it would have raised. Any other error
-        rolls the whole group back and is raised; nothing of it is stored."""
+        rolls the whole group back and is raised; nothing of it is stored. `wait=False`: `WouldWait` (and
+        nothing done) rather than wait for the database (`Database.begin`)."""
         outcomes: list[str | RetryLater] = []
-        with self.loop.db.begin() as conn:
+        with self.loop.db.begin(wait=wait) as conn:
             for message in messages:
                 try:
                     outcomes.append(self._reply_in(conn, str(message.get("channel")), message, bot_user_id))
