@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -130,18 +130,24 @@ class Database:
                     assert driver is not None
                     driver.execute("PRAGMA busy_timeout=0")
                 setattr(self, slot, conn)
-            if not wait:
-                _begin_now(conn)
+            # The transaction is the driver's: BEGIN IMMEDIATE and COMMIT straight on it (SQLAlchemy's own
+            # transaction bookkeeping cost as much as the answer's statement). A Core statement run inside
+            # autobegins SQLAlchemy's side too (the "begin" event then issues nothing); it commits both.
+            driver = _begin_immediate(conn, wait=wait)
             try:
-                with conn.begin():
-                    yield conn
+                yield conn
+                if conn.in_transaction():
+                    conn.commit()
+                else:
+                    _on_driver(driver.commit, "COMMIT")
             except BaseException:
                 if conn.invalidated:
                     conn.close()
                     setattr(self, slot, None)
                 else:
-                    driver = conn.connection.driver_connection
-                    if driver is not None and driver.in_transaction:  # begun by `_begin_now`, never joined
+                    if conn.in_transaction():
+                        conn.rollback()
+                    if driver.in_transaction:
                         driver.rollback()
                 raise
         finally:
@@ -258,17 +264,27 @@ def _tune_sqlite(engine: Engine, *, immediate: bool = True) -> None:
             driver.execute(begin)
 
 
-def _begin_now(conn: Connection) -> None:
-    """BEGIN IMMEDIATE on a SQLite connection whose busy timeout is 0: `WouldWait` at once if another
-    connection (another process) holds the write lock."""
+def _begin_immediate(conn: Connection, *, wait: bool) -> Any:
+    """BEGIN IMMEDIATE on the connection's driver; returns the driver connection. Without `wait` (the
+    connection's busy timeout is 0), `WouldWait` at once if another connection holds the write lock."""
     driver = conn.connection.driver_connection
     assert driver is not None
     try:
         driver.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError as exc:
-        if getattr(exc, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED"):
+        if not wait and getattr(exc, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED"):
             raise WouldWait("another process is writing to the SQLite file") from None
-        raise
+        raise DBAPIError.instance("BEGIN IMMEDIATE", None, exc, sqlite3.Error) from exc
+    return driver
+
+
+def _on_driver(call: Callable[[], Any], statement: str) -> Any:
+    """A call on the driver, its errors raised as SQLAlchemy's (as if through `Connection.execute`), so
+    callers tell a database failure from a bug the same way whichever way a statement ran."""
+    try:
+        return call()
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
 
 
 class _NoLock:

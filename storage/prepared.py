@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
@@ -61,10 +62,15 @@ class _Compiled:
             values[name] = process(value) if process is not None else value
         driver = conn.connection.driver_connection
         assert driver is not None
+        bound = [values[name] for name in self.names] if self.names is not None else values
         cursor = driver.cursor()
         try:
-            cursor.execute(self.sql, [values[name] for name in self.names] if self.names is not None else values)
+            cursor.execute(self.sql, bound)
             rows = cursor.fetchall() if cursor.description is not None else []
+        except conn.dialect.loaded_dbapi.Error as exc:
+            # Raised as SQLAlchemy's, as `Connection.execute` would: callers tell a database failure (Slack
+            # redelivers) from a bug the same way whichever way the statement ran.
+            raise DBAPIError.instance(self.sql, bound, exc, conn.dialect.loaded_dbapi.Error) from exc
         finally:
             cursor.close()
         if self.plain:
