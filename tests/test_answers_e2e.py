@@ -1,22 +1,28 @@
 """Answers end to end: real signed Slack events into the running bot, checked in the database.
 
 Each test posts a drill through the real service (to the fake Slack), then sends thread replies, edits,
-deletes and noise as Slack would, and reads back what the bot stored.
+deletes and noise as Slack would, and reads back what the bot stored. The last section watches the answer
+intake (`bot.intake`) the HTTP edge hands people's replies to: bursts, failures, redeliveries.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
-from bot.drills import PostResult
+from bot.drills import DrillService, PostResult
+from bot.intake import MAX_GROUP, AnswerIntake
 from storage import repo
 from storage.models import Answer
 from tests.fakes.events import reply_event
-from tests.fakes.slack import BOT_ID, BOT_USER_ID
+from tests.fakes.slack import BOT_ID, BOT_USER_ID, Failure
 from tests.fakes.workspace import CHANNEL
 
 NEVER = "off"  # the scheduler does not post on its own during a test
@@ -376,3 +382,191 @@ def test_messages_that_cannot_be_answers_are_acknowledged_at_the_edge_replies_st
     assert dispatched == ["message_changed", "message_deleted"]
     [row] = answer_rows(bot, drill_id)
     assert (row.text, row.deleted) == ("", True)
+
+
+# -- the answer intake: people's replies stored in groups, straight from the HTTP edge ----------------
+
+
+class IntakeWatch:
+    """What a running bot's answer intake does: the replies on its queue (`queued`) and the groups it
+    stores, one transaction each (`groups`: each group's users, in order).
+
+    Installed on the classes before the bot starts (the runtime binds `DrillService.record_replies` when it
+    builds the intake). With `hold_first_until=n`, the first group's transaction does not start until n
+    replies are on the queue: the writer is busy, and what arrives meanwhile waits for the next group.
+    """
+
+    def __init__(self, monkeypatch: Any, eventually: Any, *, hold_first_until: int = 0) -> None:
+        self.queued: list[dict[str, Any]] = []
+        self.groups: list[list[str]] = []
+        real_record, real_submit = DrillService.record_replies, AnswerIntake.submit
+        watch = self
+
+        def record_replies(service: DrillService, messages: Any, bot_user_id: str | None) -> Any:
+            watch.groups.append([str(m["user"]) for m in messages])
+            if len(watch.groups) == 1 and hold_first_until:
+                eventually(lambda: len(watch.queued) >= hold_first_until, what=f"{hold_first_until} queued replies")
+            return real_record(service, messages, bot_user_id)
+
+        async def submit(intake: AnswerIntake, message: Any) -> Any:
+            outcome = asyncio.ensure_future(real_submit(intake, message))
+            await asyncio.sleep(0)  # the submit runs up to its wait first: the reply is on the queue
+            watch.queued.append(message)
+            return await outcome
+
+        monkeypatch.setattr(DrillService, "record_replies", record_replies)
+        monkeypatch.setattr(AnswerIntake, "submit", submit)
+
+    @property
+    def sizes(self) -> list[int]:
+        return [len(group) for group in self.groups]
+
+
+class BrokenInsert:
+    """`storage.repo.insert_answer` failing like the database does (a lost connection, a full disk) for the
+    replies whose ts is in `failing`, until the test empties it; `attempts` lists each failed statement."""
+
+    def __init__(self, monkeypatch: Any, *failing: str) -> None:
+        self.failing = set(failing)
+        self.attempts: list[str] = []
+        real_insert = repo.insert_answer
+
+        def insert_answer(conn: Any, *, reply: repo.ThreadReply, folded: bool = False) -> bool:
+            if reply.message_ts in self.failing:
+                self.attempts.append(reply.message_ts)
+                raise OperationalError("INSERT INTO answers ...", {}, Exception("disk I/O error"))
+            return real_insert(conn, reply=reply, folded=folded)
+
+        monkeypatch.setattr(repo, "insert_answer", insert_answer)
+
+
+def send_all(slack: Any, events: list[dict[str, Any]], *, prefix: str = "EvBURST") -> list[int]:
+    """Send `events` at once, each from a client thread of its own, as Slack does in a busy channel; the
+    statuses, in the order of `events`."""
+    start = threading.Barrier(len(events))
+
+    def send(n: int) -> int:
+        start.wait(10)
+        status, _ = slack.event(events[n], event_id=f"{prefix}{n:05d}")
+        return int(status)
+
+    with ThreadPoolExecutor(max_workers=len(events)) as clients:
+        return list(clients.map(send, range(len(events))))
+
+
+def test_a_burst_of_replies_is_acknowledged_and_each_stored_once_in_groups(
+    start_bot, fake_slack, monkeypatch, eventually
+):
+    watch = IntakeWatch(monkeypatch, eventually, hold_first_until=4)
+    bot, slack, drill_id, drill_ts = open_drill(start_bot, fake_slack)
+    burst = MAX_GROUP + 16  # more than one transaction may hold
+    users = [f"UBURST{n:03d}" for n in range(burst)]
+    base = time.time()
+    events = [reply_event(drill_ts, user=user, ts=f"{base + n / 1000:.6f}", text=f"answer {n}")
+              for n, user in enumerate(users)]
+
+    statuses = send_all(slack, events)
+
+    assert statuses == [200] * burst
+    assert sorted(r.user_id for r in answer_rows(bot, drill_id)) == users  # every one stored, none twice
+    assert answerers(bot, drill_id) == burst
+    assert sorted(user for group in watch.groups for user in group) == users  # by the intake, once each
+    assert max(watch.sizes) > 1, f"each reply had a transaction of its own: {watch.sizes}"
+    assert max(watch.sizes) <= MAX_GROUP, watch.sizes
+
+
+def test_a_reply_that_cannot_be_stored_fails_alone_and_the_rest_of_its_group_is_stored(
+    start_bot, fake_slack, monkeypatch, eventually
+):
+    watch = IntakeWatch(monkeypatch, eventually, hold_first_until=4)
+    bot, slack, drill_id, drill_ts = open_drill(start_bot, fake_slack)
+    first = reply_event(drill_ts, user="UFIRST", ts=now_ts())
+    group = [reply_event(drill_ts, user=user, ts=now_ts(0.001 * (n + 1))) for n, user in enumerate(("UANN", "UBAD", "UCAT"))]
+    broken = BrokenInsert(monkeypatch, group[1]["ts"])
+
+    with ThreadPoolExecutor(max_workers=1) as client:
+        first_sent = client.submit(slack.event, first, event_id="EvFIRST00001")
+        eventually(lambda: watch.groups, what="the writer busy with the first reply")
+        statuses = send_all(slack, group, prefix="EvGROUP")
+        assert first_sent.result(timeout=10)[0] == 200
+
+    assert statuses == [200, 500, 200]  # only the reply that could not be stored is left for Slack to redeliver
+    assert watch.sizes == [1, 3, 1, 1, 1]  # the group failed as a whole, then each of its replies alone
+    assert sorted(watch.groups[1]) == ["UANN", "UBAD", "UCAT"]
+    assert broken.attempts == [group[1]["ts"]] * 2
+    assert sorted(r.user_id for r in answer_rows(bot, drill_id)) == ["UANN", "UCAT", "UFIRST"]
+
+    broken.failing.clear()
+    ok(slack.event(group[1], event_id="EvGROUP00001", retry_num=1))
+    assert sorted(r.user_id for r in answer_rows(bot, drill_id)) == ["UANN", "UBAD", "UCAT", "UFIRST"]
+
+
+def test_a_database_error_answers_500_stores_nothing_and_the_redelivery_is_stored(
+    start_bot, fake_slack, monkeypatch, eventually
+):
+    watch = IntakeWatch(monkeypatch, eventually)
+    bot, slack, drill_id, drill_ts = open_drill(start_bot, fake_slack)
+    event = reply_event(drill_ts, user="UALICE")
+    broken = BrokenInsert(monkeypatch, event["ts"])
+
+    status, _ = slack.event(event, event_id="EvDBERROR001")
+
+    assert status == 500  # not acknowledged: Slack redelivers it
+    assert broken.attempts == [event["ts"]]
+    assert answer_rows(bot, drill_id) == []
+    assert totals(bot) == {}
+
+    broken.failing.clear()  # the database is back
+    ok(slack.event(event, event_id="EvDBERROR001", retry_num=1))
+
+    [row] = answer_rows(bot, drill_id)
+    assert (row.user_id, row.message_ts) == ("UALICE", event["ts"])
+    assert totals(bot) == {"UALICE": 1}
+    assert watch.groups == [["UALICE"], ["UALICE"]]  # both deliveries through the intake, not the listener
+
+
+def test_the_bots_own_reply_without_a_bot_id_is_acknowledged_and_never_reaches_the_intake(
+    start_bot, fake_slack, monkeypatch, eventually
+):
+    watch = IntakeWatch(monkeypatch, eventually)
+    bot, slack, drill_id, drill_ts = open_drill(start_bot, fake_slack)
+    assert bot.runtime.identity["user_id"] == BOT_USER_ID  # what the fake Slack's auth.test said
+    own = reply_event(drill_ts, user=BOT_USER_ID, text="one hour left")
+    assert "bot_id" not in own  # only the user id tells it from a person's reply
+
+    ok(slack.event(own))
+
+    assert watch.queued == []  # the edge knows the bot's user id: the listener gets it, and ignores it
+    assert answer_rows(bot, drill_id) == []
+    ok(slack.event(reply_event(drill_ts, user="UALICE")))  # a person's reply in the same thread does go in
+    assert watch.groups == [["UALICE"]]
+    assert [r.user_id for r in answer_rows(bot, drill_id)] == ["UALICE"]
+
+
+def test_a_reply_to_a_drill_still_being_posted_answers_500_and_is_stored_once_redelivered(
+    start_bot, fake_slack, monkeypatch, eventually
+):
+    watch = IntakeWatch(monkeypatch, eventually)
+    # Real timestamps: a drill being posted may be a thread's parent only if claimed before it was written.
+    fake_slack.use_real_timestamps()
+    bot, slack = start_bot(drill_schedule=NEVER)
+    slow = Failure(status=200, act=True, delay=30)  # Slack posts the drill at once; its answer comes late
+    fake_slack.fail_next("chat.postMessage", slow)
+
+    with ThreadPoolExecutor(max_workers=1) as poster:
+        posting = poster.submit(bot.runtime.service.post_today)
+        [drill] = fake_slack.wait_for(fake_slack.top_level)
+        event = reply_event(drill["ts"], user="UALICE", ts=float(drill["ts"]) + 0.5)
+        status, _ = slack.event(event, event_id="EvPOSTING001")
+        assert status == 500  # the bot cannot tell yet whether this thread is its drill: Slack redelivers
+        assert watch.groups == [["UALICE"]]
+        slow.delay = 0  # chat.postMessage answers: the drill is confirmed
+        outcome = posting.result(timeout=10)
+
+    assert (outcome.result, outcome.ts) == (PostResult.POSTED, drill["ts"])
+    assert answer_rows(bot, outcome.drill_id) == []
+    ok(slack.event(event, event_id="EvPOSTING001", retry_num=1))
+    assert [r.user_id for r in answer_rows(bot, outcome.drill_id)] == ["UALICE"]
+    ok(slack.event(event, event_id="EvPOSTING001", retry_num=2))
+    assert len(answer_rows(bot, outcome.drill_id)) == 1
+    assert watch.sizes == [1, 1, 1]
