@@ -14,8 +14,9 @@ Where the group is stored:
   process writes), which takes whatever has queued up meanwhile as its next group, and settles every
   waiting request with one wake-up of the loop.
 
-If a group's transaction fails, each of its replies is tried again alone on the writer thread, so one bad
-reply fails only its own request (500: Slack redelivers it) and the others are stored.
+If a group's transaction fails, each of its replies is tried again alone (where it was: on the loop, or on
+the writer thread), so one bad reply fails only its own request (500: Slack redelivers it) and the others
+are stored.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from bot.errors import RetryLater
 from storage.db import WouldWait
@@ -52,6 +53,7 @@ class Record(Protocol):
 
 _Item = tuple[Mapping[str, Any], "asyncio.Future[Outcome]", asyncio.AbstractEventLoop]
 _STOP = object()
+_WAIT = object()  # a reply the event loop could not store without waiting: the writer thread's
 
 
 class AnswerIntake:
@@ -86,7 +88,10 @@ class AnswerIntake:
         self._closed = True
         self._queue.put(_STOP)
         self._thread.join(timeout)
-        # Anything queued after the stop (a request that raced with it) is not stored: Slack redelivers it.
+        if self._thread.is_alive():  # still storing (a database that hangs): it answers what it holds itself
+            log.warning("the answer intake was still storing replies %.0f s after the stop", timeout)
+            return
+        # Anything left (a request that raced with the stop) is not stored: Slack redelivers it.
         late = list(self._pending)
         self._pending = []
         while True:
@@ -105,18 +110,27 @@ class AnswerIntake:
         items, self._pending = self._pending, []
         for start in range(0, len(items), self.max_group):
             group = items[start:start + self.max_group]
-            try:
-                outcomes = self._record([message for message, _, _ in group], wait=False)
-            except WouldWait:
-                outcomes = None
-            except Exception as exc:  # the writer thread retries them, one by one if need be
-                log.debug("storing %d replies on the event loop failed (%s)", len(group), exc.__class__.__name__)
-                outcomes = None
-            if outcomes is None:
-                for item in group:
+            outcomes = self._store_now([message for message, _, _ in group])
+            settled = []
+            for item, outcome in zip(group, outcomes, strict=True):
+                if outcome is _WAIT:
                     self._queue.put(item)
-            else:
-                _resolve([(future, outcome) for (_, future, _), outcome in zip(group, outcomes, strict=True)])
+                else:
+                    settled.append((item[1], cast(Outcome, outcome)))
+            _resolve(settled)
+
+    def _store_now(self, messages: list[Mapping[str, Any]]) -> list[Outcome | object]:
+        """Like `_store`, without waiting for the database: `_WAIT` for a reply left to the writer thread."""
+        try:
+            return list(_checked(self._record(messages, wait=False), messages))
+        except WouldWait:
+            return [_WAIT] * len(messages)
+        except Exception as exc:
+            if len(messages) == 1:
+                return [exc]
+            log.warning("storing %d replies together failed (%s); storing each alone", len(messages),
+                        exc.__class__.__name__)
+            return [outcome for message in messages for outcome in self._store_now([message])]
 
     # -- on the writer thread -----------------------------------------------------------------------
 
@@ -137,19 +151,30 @@ class AnswerIntake:
                     break
                 group.append(item)
             items: list[_Item] = group  # type: ignore[assignment]
-            _settle(items, self._store([message for message, _, _ in items]))
+            try:
+                outcomes = self._store([message for message, _, _ in items])
+            except BaseException as exc:  # never leave a request waiting, nor the thread dead with work queued
+                log.exception("the answer intake failed to store %d replies", len(items))
+                outcomes = [exc if isinstance(exc, Exception) else RuntimeError(repr(exc)) for _ in items]
+            _settle(items, outcomes)
             if stop:
                 return
 
     def _store(self, messages: list[Mapping[str, Any]]) -> list[Outcome]:
         try:
-            return list(self._record(messages, wait=True))
+            return _checked(self._record(messages, wait=True), messages)
         except Exception as exc:
             if len(messages) == 1:
                 return [exc]
             log.warning("storing %d replies together failed (%s); storing each alone", len(messages),
                         exc.__class__.__name__)
             return [outcome for message in messages for outcome in self._store([message])]
+
+
+def _checked(outcomes: Sequence[str | RetryLater], messages: list[Mapping[str, Any]]) -> list[Outcome]:
+    if len(outcomes) != len(messages):
+        raise RuntimeError(f"{len(outcomes)} outcomes for {len(messages)} replies")
+    return list(outcomes)
 
 
 def _settle(items: list[_Item], outcomes: list[Outcome]) -> None:

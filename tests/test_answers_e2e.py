@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 from bot.drills import DrillService, PostResult
 from bot.intake import MAX_GROUP, AnswerIntake
 from storage import repo
+from storage.db import WouldWait
 from storage.models import Answer
 from tests.fakes.events import reply_event
 from tests.fakes.slack import BOT_ID, BOT_USER_ID, Failure
@@ -389,24 +390,43 @@ def test_messages_that_cannot_be_answers_are_acknowledged_at_the_edge_replies_st
 
 class IntakeWatch:
     """What a running bot's answer intake does: the replies on its queue (`queued`) and the groups it
-    stores, one transaction each (`groups`: each group's users, in order).
+    stores or tries to, one transaction each, on the event loop or the writer thread (`groups`: each group's
+    users, in order; an attempt on the loop that found the database busy is not one).
 
     Installed on the classes before the bot starts (the runtime binds `DrillService.record_replies` when it
-    builds the intake). With `hold_first_until=n`, the first group's transaction does not start until n
-    replies are on the queue: the writer is busy, and what arrives meanwhile waits for the next group.
+    builds the intake). With `hold_first_until=n`, the first group goes to the writer thread and its
+    transaction does not start until n replies are submitted: the writer is busy, the loop finds the
+    database busy too, and what arrives meanwhile waits for the writer's next group.
     """
 
     def __init__(self, monkeypatch: Any, eventually: Any, *, hold_first_until: int = 0) -> None:
         self.queued: list[dict[str, Any]] = []
         self.groups: list[list[str]] = []
+        self.released = False
         real_record, real_submit = DrillService.record_replies, AnswerIntake.submit
         watch = self
 
-        def record_replies(service: DrillService, messages: Any, bot_user_id: str | None) -> Any:
-            watch.groups.append([str(m["user"]) for m in messages])
-            if len(watch.groups) == 1 and hold_first_until:
+        def record_replies(service: DrillService, messages: Any, bot_user_id: str | None, *, wait: bool = True) -> Any:
+            held = hold_first_until and not watch.released
+            if held and not wait:
+                # While the first group is held, the event loop finds the database busy (as while a writer
+                # holds it): every reply goes to the writer thread's queue.
+                raise WouldWait("the test holds the first group")
+            users = [str(m["user"]) for m in messages]
+            if held:
+                watch.groups.append(users)
                 eventually(lambda: len(watch.queued) >= hold_first_until, what=f"{hold_first_until} queued replies")
-            return real_record(service, messages, bot_user_id)
+                watch.released = True
+                return real_record(service, messages, bot_user_id, wait=wait)
+            try:
+                outcomes = real_record(service, messages, bot_user_id, wait=wait)
+            except WouldWait:
+                raise  # not a transaction: the group goes to the writer thread
+            except Exception:
+                watch.groups.append(users)
+                raise
+            watch.groups.append(users)
+            return outcomes
 
         async def submit(intake: AnswerIntake, message: Any) -> Any:
             outcome = asyncio.ensure_future(real_submit(intake, message))

@@ -32,7 +32,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
             "| bare Bolt + one SQLite insert | 64 |",
         ],
     ),
-    "answer_cost.py": ([], ["| what runs | CPU us per request |", "| drillbot (the answer stored) |"]),
+    "answer_cost.py": ([], ["| what runs | CPU us per request |", "| drillbot's edge, the answer stored, c=1 |"]),
     "slash_ack.py": (
         [],
         [
