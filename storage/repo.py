@@ -330,7 +330,8 @@ class ThreadLookup(NamedTuple):
 POSTING_SKEW = timedelta(minutes=1)
 _LOOKUP_COLUMNS = (_drills.c.id, _drills.c.channel, _drills.c.status, _drills.c.deadline, _drills.c.streak_applied)
 # Two index probes in one statement: the thread's drill (channel, ts), and drills still being posted (status).
-_LOOKUP = union_all(
+# Prepared: every reply in a thread that is not a drill's (most replies in a busy channel) runs it.
+_LOOKUP = Prepared(union_all(
     select(*_LOOKUP_COLUMNS, literal_column("1").label("matches")).where(
         _drills.c.channel == bindparam("channel", type_=String()), _drills.c.ts == bindparam("ts", type_=String())
     ),
@@ -339,7 +340,7 @@ _LOOKUP = union_all(
         _drills.c.channel == bindparam("channel", type_=String()),
         _drills.c.created_at <= bindparam("cutoff", type_=UTCDateTime()),
     ),
-)
+))
 _NEVER = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -348,7 +349,8 @@ def thread_lookup(conn: Conn, channel: str, thread_ts: str, parent_posted: datet
     answer re-reads the drill under its lock (`answer_target`)."""
     cutoff = parent_posted + POSTING_SKEW if parent_posted is not None else _NEVER
     drill, posting = None, False
-    for *columns, matches in conn.execute(_LOOKUP, {"channel": channel, "ts": thread_ts, "cutoff": cutoff}):
+    assert isinstance(conn, Connection), "the answer path runs on a bare Core connection (Database.begin)"
+    for *columns, matches in _LOOKUP.rows(conn, {"channel": channel, "ts": thread_ts, "cutoff": cutoff}):
         if matches:
             drill = AnswerTarget(*columns)
         else:
