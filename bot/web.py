@@ -23,6 +23,9 @@ signature, or a timestamp more than five minutes old; the only check, Bolt's own
 A signed `message` event that no listener acts on (`messages`, e.g. `bot.domain.answers.concerns_answers`
 says so: top-level chatter, bot messages, joins) is acknowledged right there on the event loop, without a
 request thread or Bolt's middleware: the bot receives every message of its channels, and most are those.
+A person's thread reply (`answers.wants`) goes to the answer intake (`bot.intake`), which stores the
+replies of one turn of the loop together and answers each once its group has committed: 200, or 500 when
+it could not be stored (Slack redelivers it). Everything else is Bolt's, on a request thread.
 
 Each request to /slack/events is counted (by Slack request type and status) and timed (the ack latency).
 Every request gets one access-log line (method, path, status, type, duration, Slack event id): at INFO when

@@ -1,7 +1,10 @@
 """`message` events: thread replies to a drill are answers; edits and deletes follow them.
 
 The answer is written before Slack gets its 200 (a database write of a few milliseconds), so an
-acknowledged answer is a stored answer; a failed write returns an error and Slack redelivers it.
+acknowledged answer is a stored answer; a failed write returns an error and Slack redelivers it. Over
+HTTP, people's thread replies do not come here: the edge hands them to the answer intake
+(`bot.intake`), which runs the same answer path in groups. This listener takes them over Socket Mode,
+and takes edits and deletes always.
 """
 
 from __future__ import annotations
