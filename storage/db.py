@@ -9,6 +9,7 @@ migrations; concurrent upgrades are serialised (SQLite's write lock, a PostgreSQ
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -31,8 +32,14 @@ from bot.errors import ConfigError
 
 __all__ = ["Database", "WouldWait"]
 
+log = logging.getLogger(__name__)
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# `begin(wait=False)` commits never checkpoint the WAL themselves (a checkpoint writes the database file and
+# syncs it: tens to hundreds of milliseconds now and then, on the HTTP edge's event loop); every this many
+# of them, a background thread runs a passive checkpoint instead.
+NOWAIT_CHECKPOINT_EVERY = 500
 
 
 class WouldWait(Exception):
@@ -73,6 +80,8 @@ class Database:
         self._local = threading.local()
         self._write_conn: Connection | None = None  # SQLite: `begin()`'s connection, under the writer lock
         self._nowait_conn: Connection | None = None  # SQLite: `begin(wait=False)`'s, likewise
+        self._nowait_commits = 0
+        self._checkpointing = threading.Event()
 
     @contextmanager
     def transaction(self, *, snapshot: bool = False) -> Iterator[Session]:
@@ -129,6 +138,7 @@ class Database:
                     driver = conn.connection.driver_connection
                     assert driver is not None
                     driver.execute("PRAGMA busy_timeout=0")
+                    driver.execute("PRAGMA wal_autocheckpoint=0")
                 setattr(self, slot, conn)
             # The transaction is the driver's: BEGIN IMMEDIATE and COMMIT straight on it (SQLAlchemy's own
             # transaction bookkeeping cost as much as the answer's statement). A Core statement run inside
@@ -140,6 +150,8 @@ class Database:
                     conn.commit()
                 else:
                     _on_driver(driver.commit, "COMMIT")
+                if not wait:
+                    self._count_nowait_commit()
             except BaseException:
                 if conn.invalidated:
                     conn.close()
@@ -153,6 +165,27 @@ class Database:
         finally:
             self._local.open = False
             self._writer.release()
+
+    def _count_nowait_commit(self) -> None:
+        """Under the writer lock: every NOWAIT_CHECKPOINT_EVERY commits, a passive checkpoint elsewhere."""
+        self._nowait_commits += 1
+        if self._nowait_commits % NOWAIT_CHECKPOINT_EVERY == 0 and not self._checkpointing.is_set():
+            self._checkpointing.set()
+            threading.Thread(target=self._checkpoint, name="sqlite-checkpoint", daemon=True).start()
+
+    def _checkpoint(self) -> None:
+        try:
+            raw = self.read_engine.raw_connection()  # outside any transaction: a checkpoint cannot run in one
+            try:
+                driver = raw.driver_connection
+                assert driver is not None
+                driver.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            finally:
+                raw.close()
+        except Exception as exc:  # the next one will try again; the WAL only grows meanwhile
+            log.warning("SQLite WAL checkpoint failed: %s", exc.__class__.__name__)
+        finally:
+            self._checkpointing.clear()
 
     @property
     def postgres(self) -> bool:
