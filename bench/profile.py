@@ -6,7 +6,8 @@
 
 Starts the fake Slack and drillbot as bench/ingest.py and bench/slash_ack.py do, warms it up, then
 records the drillbot process with `py-spy record --nonblocking` (200 Hz) while the load runs, and prints
-where the samples go (bench/pyspy_summary.py): all threads, then only the request path on the request
+where the samples go (bench/pyspy_summary.py): all threads, then (ingest) only the answer intake's
+storing of the groups (`Answers.record_replies`), or (slash) only the request path on the request
 threads (SlackEdge._slack: parse and Bolt's dispatch; the event loop's share is in "all threads"), then
 (slash) the lazy listener. With --gil only the thread holding the GIL is sampled: where the CPU goes,
 rather than where the threads wait. The raw profile is kept (--out).
@@ -84,8 +85,14 @@ def main() -> int:
           f"p50 {ms(result.p(50))} ms, p99 {ms(result.p(99))} ms; profile in {args.out}"
           f"{' (GIL holder only)' if args.gil else ' (all non-idle threads)'}\n")
     print(summarise(args.out, None, args.top))
-    print("\n--- request path only ---")
-    print(summarise(args.out, "SlackEdge._slack", args.top))
+    if args.scenario == "ingest":
+        # Answers never take a request thread: the edge hands them to the answer intake, which stores them
+        # on the event loop (or its writer thread when the loop would wait).
+        print("\n--- the answer intake only (storing the groups) ---")
+        print(summarise(args.out, "Answers.record_replies", args.top))
+    else:
+        print("\n--- request path only ---")
+        print(summarise(args.out, "SlackEdge._slack", args.top))
     if args.scenario == "slash":
         print("\n--- lazy listener (the answer through response_url) ---")
         print(summarise(args.out, "command_responder.<locals>.answer_command", args.top))
