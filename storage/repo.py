@@ -787,6 +787,17 @@ def ticks_with_drills(
     return [(drill, index, covered) for drill, index, covered in session.execute(stmt)]
 
 
+def missed_question_ids(session: Session, *, user_id: str) -> list[str]:
+    """The question ids (as the drills stored them) of which the person left a key point unticked."""
+    stmt = (
+        select(Drill.question_id)
+        .join(KeyPointTick, KeyPointTick.drill_id == Drill.id)
+        .where(KeyPointTick.user_id == user_id, ~KeyPointTick.covered)
+        .distinct()
+    )
+    return list(session.scalars(stmt))
+
+
 def feedback_enabled(session: Session, user_id: str) -> bool:
     value = session.scalar(select(UserPrefs.feedback).where(UserPrefs.user_id == user_id))
     return True if value is None else bool(value)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -332,3 +332,37 @@ def test_a_slow_grader_grades_a_few_answers_at_a_time(drilled, fake_slack, fake_
     assert all(len(_dms(fake_slack, u)) == 1 for u in PEOPLE)
     assert all("initial_options" in _checkboxes({"blocks": _blocks(_dms(fake_slack, u)[0])}) for u in PEOPLE)
     assert fake_openai.most_in_flight == 2  # two at a time (GRADER_CONCURRENCY), not one after the other
+
+
+def test_the_questions_a_person_missed_a_key_point_of_are_read_for_practice(database_url: str) -> None:
+    """What practice offers first: the (current) ids of questions with a key point this person left
+    unticked; not the ones they covered in full, not other people's."""
+    from sqlalchemy import insert
+
+    from bot.domain.lifecycle import DrillState
+    from bot.domain.questions import QuestionBank
+    from bot.drills import DrillService
+    from bot.settings import Settings
+    from storage.db import Database
+    from storage.models import Drill, KeyPointTick
+
+    db = Database(database_url)
+    now = datetime(2026, 3, 2, 12, tzinfo=UTC)
+    with db.engine.begin() as conn:
+        for n, question_id in enumerate(("q-missed", "q-covered", "q-other")):
+            conn.execute(insert(Drill).values(
+                id=n + 1, channel="CFEED01", day=date(2026, 3, 1 + n), question_id=question_id,
+                status=DrillState.CLOSED, ts=f"1700000000.00010{n}", deadline=now, answer_count=1, attempts=1,
+            ))
+        ticks = [(1, "UANNA", 0, True), (1, "UANNA", 1, False), (2, "UANNA", 0, True), (3, "UBEN", 0, False)]
+        for drill_id, user, index, covered in ticks:
+            conn.execute(insert(KeyPointTick).values(drill_id=drill_id, user_id=user, key_point=index,
+                                                     covered=covered, updated_at=now))
+    settings = Settings(_env_file=None, drill_channel="CFEED01", database_url=database_url)  # type: ignore[call-arg]
+    service = DrillService(settings=settings, bank=QuestionBank(questions=()), db=db, slack=None)  # type: ignore[arg-type]
+    try:
+        assert service.feedback.missed_question_ids("UANNA") == {"q-missed"}
+        assert service.feedback.missed_question_ids("UBEN") == {"q-other"}
+        assert service.feedback.missed_question_ids("UCAT") == set()
+    finally:
+        db.dispose()

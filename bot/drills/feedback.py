@@ -202,9 +202,10 @@ class Feedback:
 
     def missed_question_ids(self, user_id: str) -> set[str]:
         """Current-bank ids of questions the person missed a key point of (practice offers them first)."""
-        with self.loop.db.transaction() as session:
-            rows = repo.ticks_with_drills(session, user_id=user_id)
-        return {self.loop.bank.current_id(drill.question_id) for drill, _index, covered in rows if not covered}
+        # A read (no write lock: every practice request asks, beside the answers being stored).
+        with self.loop.db.read() as session:
+            stored_ids = repo.missed_question_ids(session, user_id=user_id)
+        return {self.loop.bank.current_id(question_id) for question_id in stored_ids}
 
     def _ticks(self, rows: list[tuple[Drill, int, bool]]) -> list[Tick]:
         ticks = []
