@@ -26,6 +26,7 @@ from bot.domain.questions import QuestionBank, load_bank
 from bot.drills import DrillService, utcnow
 from bot.grader import build_grader
 from bot.intake import AnswerIntake
+from bot.listeners.commands import COMMAND, hand_off
 from bot.metrics import Metrics
 from bot.scheduler import build_scheduler
 from bot.settings import Settings
@@ -118,7 +119,7 @@ class Bot:
             secret = settings.slack_signing_secret.get_secret_value()
             edge = SlackEdge(app, signing_secret=secret, health=self.health, ready=self.readiness, metrics=metrics,
                              slow_seconds=settings.drill_slow_request_ms / 1000, messages=concerns_answers,
-                             answers=self._answer_intake())
+                             answers=self._answer_intake(), commands=self._command_hand_offs())
         # The Slack port (HTTP mode) and the metrics port (METRICS_PORT), on one uvicorn event loop.
         self.server = build_server(edge, host=self.host, port=self.port, metrics=metrics,
                                    metrics_host=settings.metrics_host, metrics_port=settings.metrics_port)
@@ -152,6 +153,12 @@ class Bot:
             functools.partial(service.record_replies, bot_user_id=bot_user_id),
             wants=functools.partial(is_person_reply, bot_user_id=bot_user_id),
         )
+
+    def _command_hand_offs(self) -> dict[str, Callable[[dict[str, Any]], None]]:
+        """The slash commands the HTTP edge acknowledges itself, each answer queued on the listener executor
+        (the same hand-off as the Bolt listener's, which Socket Mode uses)."""
+        client = self.runtime.client
+        return {COMMAND: hand_off(self.runtime.service, self.executor, proxy=client.proxy, ssl=client.ssl)}
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         db_ok = self.runtime.db.ping()

@@ -25,7 +25,10 @@ says so: top-level chatter, bot messages, joins) is acknowledged right there on 
 request thread or Bolt's middleware: the bot receives every message of its channels, and most are those.
 A person's thread reply (`answers.wants`) goes to the answer intake (`bot.intake`), which stores the
 replies of one turn of the loop together and answers each once its group has committed: 200, or 500 when
-it could not be stored (Slack redelivers it). Everything else is Bolt's, on a request thread.
+it could not be stored (Slack redelivers it). A slash command drillbot owns (`commands`) is acknowledged
+there too, its answer queued for the bot's executor (it arrives through the command's response_url), so
+the ack never waits for a request thread behind other work. Everything else is Bolt's, on a request
+thread.
 
 Each request to /slack/events is counted (by Slack request type and status) and timed (the ack latency).
 Every request gets one access-log line (method, path, status, type, duration, Slack event id): at INFO when
@@ -45,6 +48,7 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequen
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
+from urllib.parse import parse_qsl
 
 import uvicorn
 from a2wsgi import WSGIMiddleware
@@ -94,6 +98,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Check = Callable[[], tuple[bool, dict[str, Any]]]
 # Given an Events API `message` event: may a listener act on it? False: acknowledged at the edge.
 MessageFilter = Callable[[Mapping[str, Any]], bool]
+# Given a slash command's fields: queue its answer (through its response_url); the edge acknowledges it.
+CommandHandOff = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -126,10 +132,12 @@ class SlackEdge:
         threads: int = REQUEST_THREADS,
         messages: MessageFilter | None = None,
         answers: AnswerIntake | None = None,
+        commands: Mapping[str, CommandHandOff] | None = None,
     ) -> None:
         self.app = app
         self.messages = messages
         self.answers = answers
+        self.commands = dict(commands or {})
         self.verifier = SignatureVerifier(signing_secret)
         self.health = health
         self.ready = ready
@@ -186,6 +194,15 @@ class SlackEdge:
         # of them cannot queue ahead of Slack's.
         if not self._signed(raw, headers):
             return _Reply(401, "invalid signature")
+        if self.commands:
+            command = _slash_command(raw, headers)
+            if command is not None and command["command"] in self.commands:
+                # Acknowledged here: the answer is queued for the bot's executor (it arrives through the
+                # command's response_url), so the ack never waits for a request thread behind that work.
+                event_id = _slack_event_id(command)
+                with bind(slack_event_id=event_id):
+                    self.commands[command["command"]](command)
+                return _Reply(200, "", kind="command", event_id=event_id)
         if self.messages is not None:
             envelope = _message_event(raw, headers)
             if envelope is not None:
@@ -293,6 +310,21 @@ class SlackEdge:
         if retry:
             fields["slack_retry_num"] = retry
         log.log(level, "%s %s %d", method, path[:200], reply.status, extra=fields)
+
+
+def _slash_command(raw: bytes, headers: dict[str, str]) -> dict[str, Any] | None:
+    """A signed slash command's fields (as Bolt parses them); None for anything else."""
+    if headers.get("content-type", "").split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
+        return None
+    if b"command=" not in raw:
+        return None
+    try:
+        fields = dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
+    except (UnicodeDecodeError, ValueError):
+        return None  # the request thread answers 400, as for any unparseable body
+    if "payload" in fields or not fields.get("command"):
+        return None
+    return fields
 
 
 def _message_event(raw: bytes, headers: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]] | None:

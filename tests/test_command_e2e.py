@@ -12,6 +12,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 import yaml
@@ -92,6 +93,34 @@ def test_the_answer_runs_on_the_bots_executor_without_copying_the_request(start_
     reply = ask(slack, "help")
     assert "/interview-question" in everything(reply)
     assert copies == []
+
+
+def test_the_edge_acknowledges_the_command_itself_and_bolt_gets_the_rest(start_bot, fake_slack, ask):
+    """`/interview-question` over HTTP is acknowledged on the edge's event loop (no request thread, no Bolt
+    dispatch: the ack never queues behind other work for a thread), its answer queued on the bot's
+    executor; a command drillbot does not own still goes to Bolt, which acknowledges it and does nothing."""
+    bot, slack = start_bot(drill_schedule=NEVER)
+    edge = bot.server.listeners[0].app
+    dispatched: list[str] = []
+    real_dispatch = edge.app.dispatch
+
+    def counting_dispatch(request):  # type: ignore[no-untyped-def]
+        dispatched.append(str(request.body.get("command")))
+        return real_dispatch(request)
+
+    edge.app.dispatch = counting_dispatch
+    reply = ask(slack, "help")
+    assert "/interview-question" in everything(reply)
+    assert dispatched == []
+    assert bot.runtime.metrics.registry.get_sample_value(
+        "drillbot_requests_total", {"type": "command", "status": "200"}) == 1
+
+    form = urlencode({"command": "/other-command", "text": "", "user_id": "UASKER01", "channel_id": "C1",
+                      "response_url": fake_slack.response_url("other"), "trigger_id": "4.5.6"}).encode()
+    status, body = slack.raw(form, content_type="application/x-www-form-urlencoded")
+    assert (status, body) == (200, b"")
+    assert dispatched == ["/other-command"]
+    assert not [c for c in fake_slack.calls_to("response_url") if "other" in str(c.path)]
 
 
 def test_a_failing_answer_is_logged_with_its_traceback_and_the_bot_keeps_answering(start_bot, fake_slack, ask):
