@@ -110,7 +110,7 @@ class AnswerIntake:
         items, self._pending = self._pending, []
         for start in range(0, len(items), self.max_group):
             group = items[start:start + self.max_group]
-            outcomes = self._store_now([message for message, _, _ in group])
+            outcomes = self._store([message for message, _, _ in group], wait=False)
             settled = []
             for item, outcome in zip(group, outcomes, strict=True):
                 if outcome is _WAIT:
@@ -118,19 +118,6 @@ class AnswerIntake:
                 else:
                     settled.append((item[1], cast(Outcome, outcome)))
             _resolve(settled)
-
-    def _store_now(self, messages: list[Mapping[str, Any]]) -> list[Outcome | object]:
-        """Like `_store`, without waiting for the database: `_WAIT` for a reply left to the writer thread."""
-        try:
-            return list(_checked(self._record(messages, wait=False), messages))
-        except WouldWait:
-            return [_WAIT] * len(messages)
-        except Exception as exc:
-            if len(messages) == 1:
-                return [exc]
-            log.warning("storing %d replies together failed (%s); storing each alone", len(messages),
-                        exc.__class__.__name__)
-            return [outcome for message in messages for outcome in self._store_now([message])]
 
     # -- on the writer thread -----------------------------------------------------------------------
 
@@ -152,7 +139,8 @@ class AnswerIntake:
                 group.append(item)
             items: list[_Item] = group  # type: ignore[assignment]
             try:
-                outcomes = self._store([message for message, _, _ in items])
+                # Waiting, WouldWait never comes: every outcome is the answer path's, or its error.
+                outcomes = cast(list[Outcome], self._store([message for message, _, _ in items], wait=True))
             except BaseException as exc:  # never leave a request waiting, nor the thread dead with work queued
                 log.exception("the answer intake failed to store %d replies", len(items))
                 outcomes = [exc if isinstance(exc, Exception) else RuntimeError(repr(exc)) for _ in items]
@@ -160,15 +148,21 @@ class AnswerIntake:
             if stop:
                 return
 
-    def _store(self, messages: list[Mapping[str, Any]]) -> list[Outcome]:
+    # -- either --------------------------------------------------------------------------------------
+
+    def _store(self, messages: list[Mapping[str, Any]], *, wait: bool) -> list[Outcome | object]:
+        """One transaction for the group; if it fails, one per reply. Without `wait` (on the loop): `_WAIT`
+        for the replies the database could not take without waiting, left to the writer thread."""
         try:
-            return _checked(self._record(messages, wait=True), messages)
+            return list(_checked(self._record(messages, wait=wait), messages))
+        except WouldWait:
+            return [_WAIT] * len(messages)
         except Exception as exc:
             if len(messages) == 1:
                 return [exc]
             log.warning("storing %d replies together failed (%s); storing each alone", len(messages),
                         exc.__class__.__name__)
-            return [outcome for message in messages for outcome in self._store([message])]
+            return [outcome for message in messages for outcome in self._store([message], wait=wait)]
 
 
 def _checked(outcomes: Sequence[str | RetryLater], messages: list[Mapping[str, Any]]) -> list[Outcome]:
