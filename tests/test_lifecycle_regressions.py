@@ -210,3 +210,29 @@ def test_answers_to_a_drill_are_stored_once_and_the_fold_sees_them(build: Any, c
         service.handle_message_event(event, "UBOT")
     with service.db.transaction() as session:
         assert session.query(Answer).count() == 2
+
+
+def test_the_post_job_never_posts_a_day_it_did_not_decide_on(
+    build: Any, fake_slack: FakeSlack, clock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scheduler's post job decides on a day (here: that day's drill is still being posted) and then
+    posts. If midnight passes in between, it must not post the next day's drill: that day may not be
+    scheduled at all (here the schedule is off). Found through a flaky `test_ack_latency.py` run."""
+    other = build(drill_schedule="off")
+    fake_slack.fail_next("chat.postMessage", Failure(status=500))
+    assert other.post_today().result == "retrying"  # Monday's drill: still being posted
+    clock.set(MONDAY_10.replace(hour=23, minute=59, second=59))  # past its retry delay
+    service = build(drill_schedule="off")
+    decided = service.posting.post_today
+
+    def late(*args: Any, **kwargs: Any) -> Any:
+        clock.advance(seconds=2)  # midnight passes between the decision and the post
+        return decided(*args, **kwargs)
+
+    monkeypatch.setattr(service.posting, "post_today", late)
+    service.post_if_due()
+
+    with service.db.transaction() as session:
+        days = sorted(drill.day for drill in session.query(Drill))
+    assert days == [MONDAY_10.date()], f"a drill for a day nobody decided on: {days}"
+    assert len(_top_level(fake_slack)) == 1  # Monday's pending drill, finished once

@@ -67,19 +67,24 @@ class Poster:
                 drill = repo.drill_for_day(session, program.channel, program.schedule.local_date(now))
                 pending = drill is not None and drill.status == DrillState.POSTING
             if (drill is None and program.schedule.is_due(now)) or pending:
-                outcomes.append(self.post_today(program.channel))
+                # The day decided on, not whatever day it is by the time the post starts: across midnight
+                # that would post the next day's drill, scheduled or not.
+                outcomes.append(self.post_today(program.channel, now=now))
         return outcomes
 
-    def post_today(self, channel: str | None = None, *, retry_failed: bool = False) -> PostOutcome:
+    def post_today(
+        self, channel: str | None = None, *, retry_failed: bool = False, now: datetime | None = None
+    ) -> PostOutcome:
         """Post today's drill unless the channel already has one today (in the program's time zone).
 
         `retry_failed`: post again a drill Slack refused (POST_FAILED), e.g. after the operator fixed it.
+        `now`: the moment "today" is taken from (the scheduler's decision), else the clock's.
         A drill that has a message is never posted again, whatever state its reveal is in.
         """
         loop = self.loop
         program = loop.program_for(channel)
         channel = program.channel
-        now = loop.clock()
+        now = loop.clock() if now is None else now
         day = program.schedule.local_date(now)
         deadline = now + program.schedule.window
         owner = str(loop.owner)
