@@ -206,10 +206,7 @@ def _check_programs(report: CheckReport, bank: QuestionBank | None) -> None:
         programs, problems = inspect_programs(
             settings.drill_programs_file,
             bank=bank,
-            default_schedule=settings.drill_schedule,
-            default_timezone=settings.drill_timezone,
-            default_window=settings.drill_answer_window,
-            skip_dates=settings.drill_skip_dates,
+            **settings.program_defaults,
         )
         report.add("error", problems)
         for program in programs:

@@ -180,6 +180,16 @@ class Settings(BaseSettings):
             crontab=self.drill_schedule, tz=self.tz, window=self.drill_answer_window, skip_dates=self.drill_skip_dates
         )
 
+    @property
+    def program_defaults(self) -> dict[str, Any]:
+        """What a DRILL_PROGRAMS_FILE program leaves out comes from these settings (its loader's keywords)."""
+        return {
+            "default_schedule": self.drill_schedule,
+            "default_timezone": self.drill_timezone,
+            "default_window": self.drill_answer_window,
+            "skip_dates": self.drill_skip_dates,
+        }
+
     def require(self, *names: str) -> None:
         """Raise ConfigError naming the first of `names` (field names) that is not set or still a placeholder."""
         for name in names:

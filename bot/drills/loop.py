@@ -53,10 +53,7 @@ def build_programs(settings: Settings, bank: QuestionBank) -> list[Program]:
         return load_programs(
             settings.drill_programs_file,
             bank=bank,
-            default_schedule=settings.drill_schedule,
-            default_timezone=settings.drill_timezone,
-            default_window=settings.drill_answer_window,
-            skip_dates=settings.drill_skip_dates,
+            **settings.program_defaults,
         )
     if settings.drill_channel:
         return [single_program(channel=settings.drill_channel, schedule=settings.schedule)]
